@@ -1,0 +1,19 @@
+"""The application factory."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from . import cli, web
+from .config import PROJECT_ROOT, load_config
+from .engine import CRM
+
+
+def create_app(config: dict | None = None) -> Flask:
+    """Build the Flask app; ``config`` is the last configuration layer (tests)."""
+    app = Flask(__name__, instance_relative_config=True, template_folder=str(PROJECT_ROOT / "templates"))
+    load_config(app, config)
+    CRM(app)
+    cli.register(app)
+    app.register_blueprint(web.bp)
+    return app

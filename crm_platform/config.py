@@ -1,0 +1,43 @@
+"""Configuration in layers: defaults, the instance file, environment, tests.
+
+Later layers win. Environment variables are read with the ``CRM_`` prefix
+(``CRM_PACK_DIR=...``), plus the conventional ``DATABASE_URL``,
+``QUEUE_URL`` and ``SMTP_URL`` without it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from flask import Flask
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+UNPREFIXED = ("DATABASE_URL", "QUEUE_URL", "SMTP_URL", "SECRET_KEY")
+
+
+def defaults(instance_path: str) -> dict:
+    """The first layer: a demo company on SQLite files in the instance folder."""
+    return {
+        "CRM_PACK_DIR": str(PROJECT_ROOT),
+        "CRM_COMPANY": "demo",
+        "DATABASE_URL": f"sqlite:///{Path(instance_path) / 'crm.sqlite3'}",
+        "QUEUE_URL": f"sqlite:///{Path(instance_path) / 'queue.sqlite3'}",
+        "SMTP_URL": None,
+        "SECRET_KEY": None,
+    }
+
+
+def load_config(app: Flask, overrides: dict | None = None) -> None:
+    """Fill ``app.config`` from every layer, in order."""
+    app.config.from_mapping(defaults(app.instance_path))
+    app.config.from_pyfile("crm.cfg", silent=True)
+    app.config.from_prefixed_env("CRM")
+    for name in UNPREFIXED:
+        if name in os.environ:
+            app.config[name] = os.environ[name]
+    if overrides:
+        app.config.from_mapping(overrides)
+    if not app.config["SECRET_KEY"]:
+        # Sessions then last until the next restart: fine for a demo, set SECRET_KEY in production.
+        app.config["SECRET_KEY"] = os.urandom(32).hex()

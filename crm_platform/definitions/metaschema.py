@@ -1,0 +1,303 @@
+"""The shape of each kind of definition file, as JSON Schemas, and the
+translation of schema violations into findings an admin can act on.
+
+The meta-schemas check structure only (which keys, which types). Meaning,
+such as which options fit which field type, is checked by the builders.
+"""
+
+from __future__ import annotations
+
+from jsonschema import Draft202012Validator
+
+from .diagnostics import Diagnostics, did_you_mean, see_docs
+from .model import FIELD_TYPES
+from .source import PosList, PosMap
+
+NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
+TEAM_PATTERN = r"^[a-z][a-z0-9_-]*$"
+NAME = {"type": "string", "pattern": NAME_PATTERN}
+TEAM_NAME = {"type": "string", "pattern": TEAM_PATTERN}
+TEXT = {"type": "string"}
+FLAG = {"type": "boolean"}
+NUMBER = {"type": "number"}
+NAMES = {"type": "array", "items": NAME}
+CURRENCY = {"type": "string", "pattern": "^[A-Z]{3}$"}
+
+FIELD = {
+    "type": "object",
+    "required": ["type"],
+    "additionalProperties": False,
+    "properties": {
+        "type": {"enum": list(FIELD_TYPES)},
+        "label": TEXT,
+        "help": TEXT,
+        "required": FLAG,
+        "unique": FLAG,
+        "indexed": FLAG,
+        "read_only": FLAG,
+        "default": {},
+        "min": NUMBER,
+        "max": NUMBER,
+        "max_length": {"type": "integer", "minimum": 1, "maximum": 65535},
+        "pattern": TEXT,
+        "computed": TEXT,
+        "options": {"type": ["array", "object"], "minItems": 1, "minProperties": 1},
+        "entity": NAME,
+        "reverse": NAME,
+        "currency": CURRENCY,
+        "scale": {"type": "integer", "minimum": 0, "maximum": 8},
+    },
+}
+
+SECTION = {
+    "type": "object",
+    "required": ["fields"],
+    "additionalProperties": False,
+    "properties": {"label": TEXT, "fields": NAMES},
+}
+
+FORM = {
+    "type": "object",
+    "required": ["fields"],
+    "additionalProperties": False,
+    "properties": {"label": TEXT, "public": FLAG, "fields": NAMES, "thank_you": TEXT},
+}
+
+ENTITY_FILE = {
+    "type": "object",
+    "required": ["entity", "fields"],
+    "additionalProperties": False,
+    "properties": {
+        "entity": NAME,
+        "label": TEXT,
+        "plural": TEXT,
+        "description": TEXT,
+        "title": TEXT,
+        "search": NAMES,
+        "list": NAMES,
+        "owner": NAME,
+        "team": NAME,
+        "sections": {"type": "array", "items": SECTION},
+        "fields": {"type": "object", "minProperties": 1, "propertyNames": NAME, "additionalProperties": FIELD},
+        "forms": {"type": "object", "propertyNames": NAME, "additionalProperties": FORM},
+    },
+}
+
+STATE = {
+    "type": ["object", "null"],
+    "additionalProperties": False,
+    "properties": {
+        "label": TEXT,
+        "initial": FLAG,
+        "final": FLAG,
+        "require": NAMES,
+        "probability": {"type": "integer", "minimum": 0, "maximum": 100},
+        "sla_hours": {"type": "number", "exclusiveMinimum": 0},
+    },
+}
+
+NAME_OR_NAMES = {"type": ["string", "array"], "pattern": NAME_PATTERN, "items": NAME, "minItems": 1}
+
+TRANSITION = {
+    "type": "object",
+    "required": ["from", "to"],
+    "additionalProperties": False,
+    "properties": {
+        "from": NAME_OR_NAMES,
+        "to": NAME,
+        "when": TEXT,
+        "roles": {"type": "array", "items": TEAM_NAME},
+        "label": TEXT,
+    },
+}
+
+WORKFLOW_FILE = {
+    "type": "object",
+    "required": ["workflow", "entity", "field", "states", "transitions"],
+    "additionalProperties": False,
+    "properties": {
+        "workflow": NAME,
+        "label": TEXT,
+        "entity": NAME,
+        "field": NAME,
+        "probability_field": NAME,
+        "states": {"type": "object", "minProperties": 1, "propertyNames": NAME, "additionalProperties": STATE},
+        "transitions": {"type": "array", "items": TRANSITION},
+    },
+}
+
+OPERATIONS = ["create", "read", "update", "delete"]
+
+ROLE = {
+    "type": ["object", "null"],
+    "additionalProperties": False,
+    "properties": {
+        "label": TEXT,
+        "permissions": {
+            "type": "object",
+            "propertyNames": {"anyOf": [NAME, {"const": "*"}]},
+            "additionalProperties": {"type": "array", "items": {"enum": OPERATIONS}},
+        },
+        "scope": {"enum": ["all", "own"]},
+        "read_only_fields": {"type": "object", "propertyNames": NAME, "additionalProperties": NAMES},
+    },
+}
+
+PACK_FILE = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "name": TEXT,
+        "currency": CURRENCY,
+        "locale": {"type": "string", "pattern": "^[a-z]{2}(_[A-Z]{2})?$"},
+        "timezone": TEXT,
+        "teams": {
+            "type": "object",
+            "propertyNames": TEAM_NAME,
+            "additionalProperties": {
+                "type": ["object", "null"],
+                "additionalProperties": False,
+                "properties": {"label": TEXT},
+            },
+        },
+        "roles": {"type": "object", "propertyNames": TEAM_NAME, "additionalProperties": ROLE},
+    },
+}
+
+_WHAT = {
+    "fields": "field",
+    "forms": "form",
+    "states": "state",
+    "transitions": "transition",
+    "sections": "section",
+    "teams": "team",
+    "roles": "role",
+}
+_TYPE_WORDS = {
+    "object": "a mapping (key: value)",
+    "array": "a list",
+    "string": "a text",
+    "integer": "a whole number",
+    "number": "a number",
+    "boolean": "true or false",
+    "null": "nothing",
+}
+_SECTION = {"ENTITY_FILE": "entities", "WORKFLOW_FILE": "workflows", "PACK_FILE": "pack-settings"}
+
+
+def check_structure(data, schema: dict, file: str, diag: Diagnostics, docs: str) -> bool:
+    """Validate ``data`` against a meta-schema; report findings; True if clean."""
+    if not isinstance(data, PosMap):
+        from ..errors import Location
+
+        diag.fail(
+            "expected a mapping of keys to values at the top of the file",
+            getattr(data, "loc", Location(file, 1, 1)),
+            see_docs(docs),
+        )
+        return False
+    validator = Draft202012Validator(schema)
+    clean = True
+    for error in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path))):
+        clean = False
+        _report(error, data, diag, docs)
+    return clean
+
+
+def _report(error, data, diag: Diagnostics, docs: str) -> None:
+    path = list(error.absolute_path)
+    container, loc = _locate(data, path)
+    where = _where(path)
+    kind = error.validator
+    if "propertyNames" in error.absolute_schema_path:
+        key = error.instance
+        loc = container.key_loc(key) if isinstance(container, PosMap) else loc
+        diag.fail(f"{key!r} is not a valid name{where}", loc, _name_hint())
+    elif kind == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        for key in [k for k in error.instance if k not in allowed]:
+            hint = did_you_mean(key, allowed) or f"expected one of: {', '.join(allowed)}"
+            diag.fail(f"unknown key {key!r}{where}", error.instance.key_loc(key), hint)
+    elif kind == "required":
+        for key in [k for k in error.validator_value if k not in error.instance]:
+            diag.fail(f"missing key {key!r}{where}", getattr(error.instance, "loc", loc), see_docs(docs))
+    elif kind == "type":
+        expected = error.validator_value
+        expected = [expected] if isinstance(expected, str) else expected
+        words = " or ".join(_TYPE_WORDS.get(t, t) for t in expected)
+        diag.fail(f"expected {words}{where}, got {_describe_value(error.instance)}", loc)
+    elif kind == "enum":
+        options = [str(o) for o in error.validator_value]
+        if path and path[-1] == "type":
+            hint = did_you_mean(error.instance, options) or f"field types: {', '.join(options)}"
+            diag.fail(f"unknown field type {error.instance!r}{where}", loc, hint)
+        else:
+            hint = did_you_mean(error.instance, options)
+            diag.fail(f"{error.instance!r} is not one of {', '.join(options)}{where}", loc, hint)
+    elif kind == "pattern":
+        if error.validator_value in (NAME_PATTERN, TEAM_PATTERN):
+            diag.fail(f"{error.instance!r} is not a valid name{where}", loc, _name_hint())
+        elif error.validator_value == CURRENCY["pattern"]:
+            diag.fail(
+                f"{error.instance!r} is not a currency code{where}",
+                loc,
+                "use a three-letter ISO 4217 code such as EUR or USD",
+            )
+        else:
+            diag.fail(
+                f"{error.instance!r} does not look right{where}", loc, f"expected text matching {error.validator_value}"
+            )
+    elif kind in ("minProperties", "minItems"):
+        diag.fail(f"expected at least one entry{where}", loc)
+    else:
+        diag.fail(f"{error.message}{where}", loc)
+
+
+def _name_hint() -> str:
+    return "names use lowercase letters, digits and _, and start with a letter (teams and roles may use -)"
+
+
+def _locate(data, path):
+    """Return (the value at path, where it was written)."""
+    node, loc = data, data.loc
+    for key in path:
+        if isinstance(node, PosMap) and key in node:
+            loc = node.value_loc(key)
+            node = node[key]
+        elif isinstance(node, PosList) and isinstance(key, int) and key < len(node):
+            loc = node.item_loc(key)
+            node = node[key]
+        else:
+            break
+    return node, loc
+
+
+def _where(path) -> str:
+    parts = []
+    i = 0
+    while i < len(path):
+        key = path[i]
+        if key in _WHAT and i + 1 < len(path):
+            item = path[i + 1]
+            label = f"{item + 1}" if isinstance(item, int) else repr(item)
+            parts.append(f"{_WHAT[key]} {label}")
+            i += 2
+        else:
+            if not isinstance(key, int):
+                parts.append(f"'{key}'")
+            i += 1
+    return (" in " + ", ".join(parts)) if parts else ""
+
+
+def _describe_value(value) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if value is None:
+        return "nothing"
+    if isinstance(value, str):
+        return f"the text {value!r}"
+    return repr(value)

@@ -1,0 +1,1 @@
+"""Running the compiled app: the clock now; records, events and the engine to come."""

@@ -1,8 +1,8 @@
 """Configuration in layers: defaults, the instance file, environment, tests.
 
 Later layers win. Environment variables are read with the ``CRM_`` prefix
-(``CRM_PACK_DIR=...``), plus the conventional ``DATABASE_URL``,
-``QUEUE_URL`` and ``SMTP_URL`` without it.
+(``CRM_PACK_DIR=...`` sets ``PACK_DIR``), plus the conventional
+``DATABASE_URL``, ``QUEUE_URL``, ``SMTP_URL`` and ``SECRET_KEY`` without it.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ UNPREFIXED = ("DATABASE_URL", "QUEUE_URL", "SMTP_URL", "SECRET_KEY")
 def defaults(instance_path: str) -> dict:
     """The first layer: a demo company on SQLite files in the instance folder."""
     return {
-        "CRM_PACK_DIR": str(PROJECT_ROOT),
-        "CRM_COMPANY": "demo",
+        "PACK_DIR": str(PROJECT_ROOT),
+        "COMPANY": "demo",
         "DATABASE_URL": f"sqlite:///{Path(instance_path) / 'crm.sqlite3'}",
         "QUEUE_URL": f"sqlite:///{Path(instance_path) / 'queue.sqlite3'}",
         "SMTP_URL": None,

@@ -40,8 +40,8 @@ class CRM:
     def init_app(self, app: Flask) -> None:
         """Register with ``app`` and read the company from its config."""
         self.company = Company(
-            slug=app.config["CRM_COMPANY"],
-            pack_dir=Path(app.config["CRM_PACK_DIR"]),
+            slug=app.config["COMPANY"],
+            pack_dir=Path(app.config["PACK_DIR"]),
             database_url=app.config["DATABASE_URL"],
         )
         app.extensions["crm"] = self

@@ -29,8 +29,14 @@ PROJECT = Path(__file__).parent.parent
 
 @pytest.fixture
 def app(tmp_path):
-    app = create_app({"TESTING": True, "DATABASE_URL": f"sqlite:///{tmp_path / 'crm.sqlite3'}",
-                      "CRM_PACK_DIR": str(PROJECT), "SECRET_KEY": "test"})
+    app = create_app(
+        {
+            "TESTING": True,
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'crm.sqlite3'}",
+            "PACK_DIR": str(PROJECT),
+            "SECRET_KEY": "test",
+        }
+    )
     yield app
 
 

@@ -20,8 +20,20 @@ def test_check_on_default_pack_prints_nothing_and_exits_0(runner):
 
 def test_default_pack_has_the_crm_entities():
     compiled = compile_dir(PROJECT)
-    expected = {"lead", "contact", "account", "deal", "activity", "ticket", "kb_article", "campaign",
-                "campaign_member", "product", "quote", "quote_line"}
+    expected = {
+        "lead",
+        "contact",
+        "account",
+        "deal",
+        "activity",
+        "ticket",
+        "kb_article",
+        "campaign",
+        "campaign_member",
+        "product",
+        "quote",
+        "quote_line",
+    }
     assert expected <= set(compiled.entities)
 
 

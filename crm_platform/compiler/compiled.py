@@ -120,4 +120,5 @@ def compile_pack(pack: Pack) -> CompiledApp:
         machine = compile_workflow(workflow)
         entities[machine.entity].workflows[machine.field] = machine
     rules = RuleIndex([compile_rule(rule) for rule in pack.rules])
-    return CompiledApp(pack, entities, rules, [f for f in diag.findings if not f.is_error])
+    warnings = sorted((f for f in diag.findings if not f.is_error), key=lambda f: f.location)
+    return CompiledApp(pack, entities, rules, warnings)

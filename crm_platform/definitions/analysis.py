@@ -35,17 +35,22 @@ def analyze(pack: Pack, diag: Diagnostics) -> None:
     check_cycles(pack, diag)
 
 
+def find_entity(pack: Pack, name: str, loc: Location, diag: Diagnostics, context: str = "") -> EntityDef | None:
+    """The entity called ``name``, reporting it if unknown (unless its own file
+    failed to load, which is reported already)."""
+    entity = pack.entities.get(name)
+    if entity is None and name not in pack.unloaded_entities:
+        hint = did_you_mean(name, pack.entities) or f"entities: {', '.join(sorted(pack.entities))}"
+        diag.fail(f"unknown entity {name!r}{context}", loc, hint)
+    return entity
+
+
 def attach_workflows(pack: Pack, diag: Diagnostics) -> None:
     """Give each workflow's entity its state field (options: the states)."""
     driven: dict[tuple[str, str], WorkflowDef] = {}
     for workflow in pack.workflows.values():
-        entity = pack.entities.get(workflow.entity.name)
+        entity = find_entity(pack, workflow.entity.name, workflow.entity.loc, diag)
         if entity is None:
-            diag.fail(
-                f"unknown entity {workflow.entity.name!r}",
-                workflow.entity.loc,
-                did_you_mean(workflow.entity.name, pack.entities),
-            )
             continue
         key = (entity.name, workflow.field.name)
         if key in driven:
@@ -79,6 +84,8 @@ def attach_workflows(pack: Pack, diag: Diagnostics) -> None:
     for entity in pack.entities.values():
         for field in entity.fields.values():
             if field.type == "state" and (entity.name, field.name) not in driven:
+                if entity.name in pack.unloaded_workflows_of:
+                    continue  # its workflow file has errors of its own
                 diag.fail(
                     f"field {field.name!r} has type state but no workflow drives it",
                     field.at("type"),
@@ -127,13 +134,8 @@ def reverse_name(entity: EntityDef, field: FieldDef) -> str:
 
 
 def _check_link(pack, entity, field, reverse_names, diag) -> None:
-    target = pack.entities.get(field.entity)
+    target = find_entity(pack, field.entity, field.at("entity"), diag, f" in link {entity.name}.{field.name}")
     if target is None:
-        diag.fail(
-            f"unknown entity {field.entity!r} in link {entity.name}.{field.name}",
-            field.at("entity"),
-            did_you_mean(field.entity, pack.entities) or f"entities: {', '.join(sorted(pack.entities))}",
-        )
         return
     name = reverse_name(entity, field)
     taken = reverse_names.setdefault(target.name, {})
@@ -288,21 +290,12 @@ def _role_ref(pack: Pack, ref: Ref, diag: Diagnostics) -> None:
 def _check_roles(pack: Pack, diag: Diagnostics) -> None:
     for role in pack.roles.values():
         for entity_name, loc in role.permission_locs.items():
-            if entity_name != "*" and entity_name not in pack.entities:
-                diag.fail(
-                    f"unknown entity {entity_name!r} in role {role.name!r}",
-                    loc,
-                    did_you_mean(entity_name, pack.entities),
-                )
+            if entity_name != "*":
+                find_entity(pack, entity_name, loc, diag, f" in role {role.name!r}")
         for entity_name, refs in role.read_only_fields.items():
-            entity = pack.entities.get(entity_name)
+            loc = refs[0].loc if refs else role.loc
+            entity = find_entity(pack, entity_name, loc, diag, f" in role {role.name!r}")
             if entity is None:
-                loc = refs[0].loc if refs else role.loc
-                diag.fail(
-                    f"unknown entity {entity_name!r} in role {role.name!r}",
-                    loc,
-                    did_you_mean(entity_name, pack.entities),
-                )
                 continue
             for ref in refs:
                 _field_ref(entity, ref, diag)
@@ -317,13 +310,8 @@ def _check_rules(pack: Pack, diag: Diagnostics) -> None:
         if rule.name in seen:
             diag.fail(f"duplicate rule name {rule.name!r}", rule.loc, f"it is also used at {seen[rule.name]}")
         seen.setdefault(rule.name, rule.loc)
-        entity = pack.entities.get(rule.trigger.entity)
+        entity = find_entity(pack, rule.trigger.entity, rule.trigger.loc, diag)
         if entity is None:
-            diag.fail(
-                f"unknown entity {rule.trigger.entity!r}",
-                rule.trigger.loc,
-                did_you_mean(rule.trigger.entity, pack.entities),
-            )
             continue
         _RuleChecker(pack, entity, diag).check(rule)
 
@@ -353,19 +341,7 @@ class _RuleChecker:
                     if literal is not None:
                         self._literal_fits(field, literal)
         elif trigger.kind in ("enters", "leaves"):
-            states = {s for w in workflow_of(self.pack, entity.name) for s in w.states}
-            if not states:
-                self.diag.fail(
-                    f"{entity.name} has no workflow, so it has no stages",
-                    trigger.field_loc,
-                    "add a workflow for it in workflows/",
-                )
-            elif trigger.state not in states:
-                self.diag.fail(
-                    f"unknown state {trigger.state!r} of {entity.name}",
-                    trigger.field_loc,
-                    did_you_mean(trigger.state, states) or f"states: {', '.join(sorted(states))}",
-                )
+            self._state(trigger.state, trigger.field_loc)
         elif trigger.kind == "every":
             if trigger.every.unit not in ("minutes", "hours"):
                 self.diag.fail(
@@ -389,6 +365,18 @@ class _RuleChecker:
                 trigger.field_loc,
                 did_you_mean(trigger.form, entity.forms) or "declare it under forms: in the entity",
             )
+
+    def _state(self, state: str, loc: Location) -> None:
+        """Report ``state`` unless it is a stage of one of the entity's workflows."""
+        entity = self.entity.name
+        states = {s for w in workflow_of(self.pack, entity) for s in w.states}
+        if entity in self.pack.unloaded_workflows_of:
+            return  # the workflow file's own errors are reported
+        if not states:
+            self.diag.fail(f"{entity} has no workflow, so it has no stages", loc, see_docs("workflows"))
+        elif state not in states:
+            hint = did_you_mean(state, states) or f"states: {', '.join(sorted(states))}"
+            self.diag.fail(f"unknown state {state!r} of {entity}", loc, hint)
 
     def _literal_fits(self, field: FieldDef, literal: n.Literal) -> None:
         expected = field_type(field, self.entity.name, self.pack.teams)
@@ -491,11 +479,8 @@ class _RuleChecker:
             self.types.check_assignable(field, self.entity.name, action.value)
 
     def _Create(self, action: n.Create) -> None:
-        target = self.pack.entities.get(action.entity)
+        target = find_entity(self.pack, action.entity, action.loc, self.diag)
         if target is None:
-            self.diag.fail(
-                f"unknown entity {action.entity!r}", action.loc, did_you_mean(action.entity, self.pack.entities)
-            )
             return
         given = set()
         for name, expr, loc in action.values:
@@ -568,15 +553,7 @@ class _RuleChecker:
     def _Move(self, action: n.Move) -> None:
         if not self._record(action.target, "move"):
             return
-        states = {s for w in workflow_of(self.pack, self.entity.name) for s in w.states}
-        if not states:
-            self.diag.fail(f"{self.entity.name} has no workflow to move through", action.loc, see_docs("workflows"))
-        elif action.state not in states:
-            self.diag.fail(
-                f"unknown state {action.state!r} of {self.entity.name}",
-                action.state_loc,
-                did_you_mean(action.state, states) or f"states: {', '.join(sorted(states))}",
-            )
+        self._state(action.state, action.state_loc)
 
     def _AddToCampaign(self, action: n.AddToCampaign) -> None:
         if not self._record(action.target, "add"):

@@ -44,7 +44,9 @@ def load_pack(root: str | Path) -> Pack:
         diag.add_source(rel, text)
         return text
 
-    def yaml_file(path: Path, schema: dict, docs: str):
+    def yaml_file(path: Path, schema: dict, docs: str, name_key: str | None = None, failed: set | None = None):
+        """The file's data if it is structurally valid; else None (and, if it names
+        itself under ``name_key``, that name goes into ``failed``)."""
         text = read(path)
         if text is None:
             return None
@@ -57,7 +59,11 @@ def load_pack(root: str | Path) -> Pack:
         if data is None:
             data = PosMap()
             data.loc = Location(rel, 1, 1)
-        return data if metaschema.check_structure(data, schema, rel, diag, docs) else None
+        if metaschema.check_structure(data, schema, rel, diag, docs):
+            return data
+        if name_key and isinstance(data, PosMap) and isinstance(data.get(name_key), str):
+            failed.add(data[name_key])
+        return None
 
     settings, teams, roles = Settings(), {}, {}
     pack_file = root / "pack.yaml"
@@ -66,9 +72,9 @@ def load_pack(root: str | Path) -> Pack:
         if data is not None:
             settings, teams, roles = build_settings(data, diag), build_teams(data), build_roles(data)
 
-    entities = {}
+    entities, unloaded_entities, unloaded_workflows_of = {}, set(), set()
     for path in _files(root / "schemas", YAML_SUFFIXES):
-        data = yaml_file(path, metaschema.ENTITY_FILE, "entities")
+        data = yaml_file(path, metaschema.ENTITY_FILE, "entities", "entity", unloaded_entities)
         if data is None:
             continue
         entity = build_entity(data, path.relative_to(root).as_posix(), diag)
@@ -80,7 +86,7 @@ def load_pack(root: str | Path) -> Pack:
 
     workflows = {}
     for path in _files(root / "workflows", YAML_SUFFIXES):
-        data = yaml_file(path, metaschema.WORKFLOW_FILE, "workflows")
+        data = yaml_file(path, metaschema.WORKFLOW_FILE, "workflows", "entity", unloaded_workflows_of)
         if data is None:
             continue
         workflow = build_workflow(data, path.relative_to(root).as_posix(), diag)
@@ -129,6 +135,8 @@ def load_pack(root: str | Path) -> Pack:
         sources=sources,
         version=_version(sources),
         findings=diag.findings,
+        unloaded_entities=unloaded_entities,
+        unloaded_workflows_of=unloaded_workflows_of,
     )
 
 

@@ -225,7 +225,9 @@ def _report(error, data, diag: Diagnostics, docs: str) -> None:
         expected = error.validator_value
         expected = [expected] if isinstance(expected, str) else expected
         words = " or ".join(_TYPE_WORDS.get(t, t) for t in expected)
-        diag.fail(f"expected {words}{where}, got {_describe_value(error.instance)}", loc)
+        key = _last_key(path)
+        subject = f" for {key!r}" if key else ""
+        diag.fail(f"expected {words}{subject}{where}, got {_describe_value(error.instance)}", loc)
     elif kind == "enum":
         options = [str(o) for o in error.validator_value]
         if path and path[-1] == "type":
@@ -273,20 +275,20 @@ def _locate(data, path):
 
 
 def _where(path) -> str:
+    """ "in field 'email'", "in transition 2", ... for the named items along ``path``."""
     parts = []
-    i = 0
-    while i < len(path):
-        key = path[i]
-        if key in _WHAT and i + 1 < len(path):
+    for i, key in enumerate(path[:-1]):
+        if key in _WHAT and (i == 0 or path[i - 1] not in _WHAT):
             item = path[i + 1]
-            label = f"{item + 1}" if isinstance(item, int) else repr(item)
-            parts.append(f"{_WHAT[key]} {label}")
-            i += 2
-        else:
-            if not isinstance(key, int):
-                parts.append(f"'{key}'")
-            i += 1
+            parts.append(f"{_WHAT[key]} {item + 1 if isinstance(item, int) else repr(item)}")
     return (" in " + ", ".join(parts)) if parts else ""
+
+
+def _last_key(path) -> str | None:
+    """The key whose value is wrong, unless it is an item of a named collection."""
+    if not path or isinstance(path[-1], int) or (len(path) > 1 and path[-2] in _WHAT):
+        return None
+    return str(path[-1])
 
 
 def _describe_value(value) -> str:

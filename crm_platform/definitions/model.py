@@ -189,3 +189,7 @@ class Pack:
     sources: dict[str, str]  # file (relative to root) -> text
     version: str  # content hash of every definition file
     findings: list[Finding] = field(default_factory=list)  # problems found while loading
+    # Entities whose own file (or whose workflow's file) failed to load: their errors are
+    # already reported, so analysis does not add "unknown entity" findings for them.
+    unloaded_entities: set[str] = field(default_factory=set)
+    unloaded_workflows_of: set[str] = field(default_factory=set)

@@ -16,9 +16,10 @@ from ..definitions.analysis import analyze, computed_order
 from ..definitions.diagnostics import Diagnostics
 from ..definitions.model import EntityDef, Pack
 from ..errors import Finding
+from . import placeholders
 from .expressions import CompiledExpression, ExpressionCompiler
 from .forms import FormSpec, ListSpec, build_form, build_list, build_public_forms
-from .models import build_models
+from .models import build_models, check_storage_names
 from .rules import RuleIndex, compile_rule
 from .schemas import PayloadValidator, entity_schema
 from .statemachine import StateMachine, compile_workflow
@@ -47,9 +48,7 @@ class CompiledEntity:
         template = self.definition.title
         if not template:
             return f"{self.definition.label} #{getattr(record, 'id', '')}"
-        values = {name: getattr(record, name, None) for name in self.definition.fields}
-        values["id"] = getattr(record, "id", None)
-        return template.format_map({k: "" if v is None else v for k, v in values.items()}).strip()
+        return placeholders.fill(template, lambda name: getattr(record, name, None)).strip()
 
 
 @dataclass
@@ -87,6 +86,7 @@ def compile_pack(pack: Pack) -> CompiledApp:
         diag.add_source(file, text)
     diag.findings.extend(pack.findings)
     analyze(pack, diag)
+    check_storage_names(pack, diag)
     diag.raise_if_errors()
 
     models = build_models(pack)

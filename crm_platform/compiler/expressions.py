@@ -15,6 +15,7 @@ false, arithmetic with an empty side is empty.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -27,19 +28,30 @@ _IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]*$")
 _UNITS = {"minutes": "minutes", "hours": "hours", "days": "days", "weeks": "weeks"}
 _COMPARE = {"==": "==", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
 _ARITHMETIC = {"+": "_add", "-": "_sub", "*": "_mul", "/": "_div", "%": "_mod"}
+# Kinds of expression used as a truth value: they return True or False.
+_TRUTH_KINDS = ("condition", "guard")
 
 
-@dataclass
-class CompiledExpression:
-    """A compiled function with the source it came from, for display and debugging."""
+class CompiledExpression(functools.partial):
+    """A compiled function with the source it came from, for display and debugging.
+
+    Calling it, ``expr(record, ctx)``, calls ``function`` directly: a ``partial``
+    adds no Python frame, where a ``__call__`` method would double the cost of a
+    simple condition (bench/conditions.py).
+    """
 
     function: object
     python: str
     source: str
     filename: str
 
-    def __call__(self, record, ctx):
-        return self.function(record, ctx)
+    def __new__(cls, function, python: str, source: str, filename: str):
+        self = super().__new__(cls, function)
+        self.function, self.python, self.source, self.filename = function, python, source, filename
+        return self
+
+    def __repr__(self) -> str:
+        return f"<CompiledExpression {self.filename}>"
 
 
 @dataclass
@@ -70,7 +82,7 @@ class ExpressionCompiler:
     def compile(self, expr: n.Expr, kind: str, where: str, source: str = "") -> CompiledExpression:
         """Compile ``expr`` into ``f(record, ctx)``; ``where`` names its definition."""
         emitter = _Emitter(self.subject)
-        body = self._emit(expr, emitter)
+        body = self._truth(expr, emitter) if kind in _TRUTH_KINDS else self._emit(expr, emitter)
         filename = f"<{kind} {where}>"
         comment = source.replace("\n", " ")
         python = f"def {kind}(record, ctx):\n    # {where}: {comment}\n    return {body}\n"
@@ -80,6 +92,17 @@ class ExpressionCompiler:
 
     def _emit(self, node: n.Expr, e: _Emitter) -> str:
         return getattr(self, "_emit_" + type(node).__name__)(node, e)
+
+    def _truth(self, node: n.Expr, e: _Emitter) -> str:
+        """``node`` as True or False; an empty (None) true/false field counts as false,
+        as it does under 'not'. Comparisons and the boolean operators are already
+        True or False; a bare field or function call is tested with ``is True``."""
+        code = self._emit(node, e)
+        if isinstance(node, n.Compare | n.IsEmpty | n.BoolOp) or (isinstance(node, n.Unary) and node.op == "not"):
+            return code
+        if isinstance(node, n.Literal) and isinstance(node.value, bool):
+            return code
+        return f"({code} is True)"
 
     # --- leaves ---------------------------------------------------------
 
@@ -132,7 +155,7 @@ class ExpressionCompiler:
         return f"_neg({operand})"
 
     def _emit_BoolOp(self, node: n.BoolOp, e: _Emitter) -> str:
-        return "(" + f" {node.op} ".join(self._emit(o, e) for o in node.operands) + ")"
+        return "(" + f" {node.op} ".join(self._truth(o, e) for o in node.operands) + ")"
 
     def _emit_IsEmpty(self, node: n.IsEmpty, e: _Emitter) -> str:
         temp = e.temp()
@@ -154,8 +177,11 @@ class ExpressionCompiler:
         if op in ("in", "not in"):
             if isinstance(node.right, n.ListLiteral):
                 return f"({left} {op} {right})"
-            guarded, r = self._guard(right, e)
-            return f"({guarded}({left} {op} {r}))"
+            # An empty list field holds nothing: 'in' is false and 'not in' true, as for [].
+            temp = e.temp()
+            if op == "in":
+                return f"(({temp} := {right}) is not None and ({left} in {temp}))"
+            return f"(({temp} := {right}) is None or ({left} not in {temp}))"
         guards = []
         left_value, guard = self._value(left, node.left, e)
         guards += guard
@@ -177,10 +203,6 @@ class ExpressionCompiler:
             return code, []
         temp = e.temp()
         return temp, [f"({temp} := {code}) is not None"]
-
-    def _guard(self, code: str, e: _Emitter) -> tuple[str, str]:
-        temp = e.temp()
-        return f"({temp} := {code}) is not None and ", temp
 
 
 def _library() -> dict:

@@ -83,13 +83,13 @@ class ListSpec:
     filters: tuple[FieldSpec, ...] = ()
 
 
-def field_spec(field: FieldDef, teams: list[str], currency: str) -> FieldSpec:
-    """How one field is shown and edited."""
+def field_spec(field: FieldDef, teams: dict[str, str], currency: str) -> FieldSpec:
+    """How one field is shown and edited; ``teams`` maps each team's name to its label."""
     choices: tuple = ()
     if field.type in ("choice", "multi_choice", "state"):
         choices = tuple(field.options.items())
     elif field.type == "team":
-        choices = tuple((t, t) for t in teams)
+        choices = tuple(teams.items())
     step = {"integer": "1", "money": "0.01", "percent": "0.01"}.get(field.type)
     if field.type == "decimal":
         step = str(10**-field.scale) if field.scale else "1"
@@ -113,9 +113,15 @@ def field_spec(field: FieldDef, teams: list[str], currency: str) -> FieldSpec:
     )
 
 
+def team_labels(pack: Pack) -> dict[str, str]:
+    """Team name -> label, the choices of a team field."""
+    return {team.name: team.label for team in pack.teams.values()}
+
+
 def build_form(entity: EntityDef, pack: Pack) -> FormSpec:
     """The record form: declared sections, then every other field in "Other"."""
-    specs = {f.name: field_spec(f, list(pack.teams), pack.settings.currency) for f in entity.fields.values()}
+    teams = team_labels(pack)
+    specs = {f.name: field_spec(f, teams, pack.settings.currency) for f in entity.fields.values()}
     sections, placed = [], set()
     for section in entity.sections:
         names = [ref.name for ref in section.fields if ref.name in specs]
@@ -132,7 +138,7 @@ def build_public_forms(entity: EntityDef, pack: Pack) -> dict[str, FormSpec]:
     forms = {}
     for form in entity.forms.values():
         fields = tuple(
-            field_spec(entity.fields[r.name], list(pack.teams), pack.settings.currency)
+            field_spec(entity.fields[r.name], team_labels(pack), pack.settings.currency)
             for r in form.fields
             if r.name in entity.fields
         )
@@ -165,7 +171,7 @@ def _label(name: str) -> str:
 
 def build_list(entity: EntityDef, pack: Pack) -> ListSpec:
     """List view: declared columns (default: title-ish fields), search fields, filters."""
-    teams, currency = list(pack.teams), pack.settings.currency
+    teams, currency = team_labels(pack), pack.settings.currency
     fields = entity.fields
     names = [r.name for r in entity.list_columns if r.name in fields]
     if not names:

@@ -18,6 +18,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 import peewee as pw
 
 from ..definitions.analysis import reverse_name
+from ..definitions.diagnostics import Diagnostics
 from ..definitions.model import EntityDef, FieldDef, Pack
 
 
@@ -94,6 +95,33 @@ def column_for(field: FieldDef) -> pw.Field:
 def currency_column(field: FieldDef, default_currency: str) -> pw.Field:
     """The ``<name>_currency`` column that goes with a money field."""
     return pw.CharField(max_length=3, null=True, default=field.currency or default_currency)
+
+
+def check_storage_names(pack: Pack, diag: Diagnostics) -> None:
+    """Refuse names that would shadow what a peewee model already has
+    (``save``, ``select``, ...) or the columns the compiler adds
+    (``<link>_id``, ``<money>_currency``)."""
+    for entity in pack.entities.values():
+        added = {f"{f.name}_id": f for f in entity.fields.values() if f.type == "link"}
+        for field in entity.fields.values():
+            if hasattr(pw.Model, field.name):
+                diag.fail(
+                    f"field name {field.name!r} is taken by the storage layer",
+                    field.loc,
+                    "choose another name, e.g. " + f"{entity.name}_{field.name}",
+                )
+            elif field.name in added:
+                diag.fail(
+                    f"field {field.name!r} clashes with the id column of link {added[field.name].name!r}",
+                    field.loc,
+                    "choose another name",
+                )
+            if field.type == "link" and hasattr(pw.Model, reverse_name(entity, field)):
+                diag.fail(
+                    f"reverse list name {reverse_name(entity, field)!r} is taken by the storage layer",
+                    field.at("reverse"),
+                    "set reverse: to another name",
+                )
 
 
 def model_name(entity: str) -> str:

@@ -145,7 +145,11 @@ class PayloadValidator:
         result: dict[str, list[str]] = {}
         for error in validator.iter_errors(payload):
             for field, message in _messages(error, self.schema):
-                result.setdefault(field, []).append(message)
+                messages = result.setdefault(field, [])
+                # jsonschema reports each missing required field in an error of
+                # its own that lists them all, so the same message comes again.
+                if message not in messages:
+                    messages.append(message)
         return result
 
     def validate(self, payload: dict, partial: bool = False) -> None:
@@ -198,9 +202,9 @@ def _message(error) -> str:
             "uri": "is not a web address (http:// or https://)",
         }.get(value, f"is not a valid {value}")
     if kind == "maxLength":
-        return f"is longer than {value} characters"
+        return f"is longer than {value} character{'s' if value != 1 else ''}"
     if kind == "minLength":
-        return f"is shorter than {value} characters"
+        return "must not be empty" if value == 1 else f"is shorter than {value} characters"
     if kind == "minimum":
         return f"must be at least {value}"
     if kind == "maximum":

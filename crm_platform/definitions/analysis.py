@@ -17,9 +17,9 @@ from .cycles import check_cycles
 from .diagnostics import Diagnostics, did_you_mean, see_docs
 from .entities import pluralize
 from .model import EntityDef, FieldDef, Pack, Ref, WorkflowDef
-from .typecheck import TypeChecker, field_candidates, field_type, literal_type, lookup_field
+from .typecheck import TypeChecker, article, field_candidates, field_type, literal_type, lookup_field
 
-PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+PLACEHOLDER = re.compile(r"\{([^{}]*)\}")  # as in compiler/placeholders.py
 DATE_KINDS = ("date", "datetime")
 
 
@@ -78,7 +78,10 @@ def attach_workflows(pack: Pack, diag: Diagnostics) -> None:
             label=workflow.field.name.replace("_", " ").capitalize(),
         )
         field.options = {s.name: s.label for s in workflow.states.values()}
-        field.required = field.indexed = field.read_only = True
+        # Without an initial state the workflow is reported; requiring the field
+        # too would only add findings (e.g. on forms) that go away with that fix.
+        field.required = initial is not None
+        field.indexed = field.read_only = True
         field.has_default, field.default = initial is not None, initial.name if initial else None
         entity.fields[field.name] = field
     for entity in pack.entities.values():
@@ -355,7 +358,7 @@ class _RuleChecker:
             field = _field_ref(entity, Ref(trigger.field, trigger.field_loc), self.diag)
             if field is not None and field.type not in DATE_KINDS:
                 self.diag.fail(
-                    f"{entity.name}.{field.name} is a {field.type} field, not a date",
+                    f"{entity.name}.{field.name} is {article(field.type)} field, not a date",
                     trigger.field_loc,
                     "date triggers count days from a date or datetime field",
                 )
@@ -423,7 +426,7 @@ class _RuleChecker:
         if action.team is not None:
             self._team_ref(action.team)
         if action.queue is not None:
-            self._team(action.queue, action.loc)
+            self._team(action.queue, action.queue_loc or action.loc)
         if action.user is not None:
             self._user(action.user)
 

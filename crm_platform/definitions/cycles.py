@@ -21,15 +21,30 @@ CREATED = "+created"
 
 @dataclass(frozen=True)
 class Write:
-    """Something a rule's actions change: (entity, field), or (entity, CREATED)."""
+    """Something a rule's actions change: (entity, field), or (entity, CREATED).
+    A move also names the stage it moves to."""
 
     entity: str
     field: str
+    state: str | None = None
 
     def __str__(self) -> str:
         if self.field == CREATED:
             return f"creates a {self.entity}"
+        if self.state is not None:
+            return f"moves {self.entity} to {self.state}"
         return f"sets {self.entity}.{self.field}"
+
+
+@dataclass(frozen=True)
+class Listen:
+    """What fires a rule: a write to (entity, field), narrowed for stage triggers
+    to moves into (``enters``) or out of (``leaves``) one stage."""
+
+    entity: str
+    field: str
+    enters: str | None = None
+    leaves: str | None = None
 
 
 def rule_writes(rule: n.Rule, pack: Pack) -> list[Write]:
@@ -43,8 +58,8 @@ def rule_writes(rule: n.Rule, pack: Pack) -> list[Write]:
                 writes.append(Write(rule.trigger.entity, action.target.parts[-1]))
             elif isinstance(action, n.Move):
                 for workflow in pack.workflows.values():
-                    if workflow.entity.name == rule.trigger.entity:
-                        writes.append(Write(rule.trigger.entity, workflow.field.name))
+                    if workflow.entity.name == rule.trigger.entity and action.state in workflow.states:
+                        writes.append(Write(rule.trigger.entity, workflow.field.name, action.state))
             elif isinstance(action, n.Assign | n.Escalate) and entity is not None:
                 queue = isinstance(action, n.Assign) and action.strategy == "queue"
                 ref = entity.team_field if queue else entity.owner_field
@@ -61,30 +76,38 @@ def rule_writes(rule: n.Rule, pack: Pack) -> list[Write]:
     return writes
 
 
-def rule_listens(rule: n.Rule, pack: Pack) -> list[Write]:
+def rule_listens(rule: n.Rule, pack: Pack) -> list[Listen]:
     """Which writes would fire this rule."""
     trigger = rule.trigger
     if trigger.kind == "created":
-        return [Write(trigger.entity, CREATED)]
+        return [Listen(trigger.entity, CREATED)]
     if trigger.kind == "updated":
-        return [Write(trigger.entity, ANY_FIELD)]
+        return [Listen(trigger.entity, ANY_FIELD)]
     if trigger.kind == "changed":
-        return [Write(trigger.entity, trigger.field)]
+        return [Listen(trigger.entity, trigger.field)]
     if trigger.kind in ("enters", "leaves"):
+        stage = {trigger.kind: trigger.state}
         return [
-            Write(trigger.entity, w.field.name)
+            Listen(trigger.entity, w.field.name, **stage)
             for w in pack.workflows.values()
             if w.entity.name == trigger.entity and trigger.state in w.states
         ]
     return []  # time, form, email and delete triggers are not fired by rule writes
 
 
-def _fires(write: Write, listen: Write) -> bool:
+def _fires(write: Write, listen: Listen) -> bool:
     if write.entity != listen.entity:
         return False
     if listen.field == CREATED or write.field == CREATED:
         return write.field == listen.field
-    return listen.field in (ANY_FIELD, write.field)
+    if listen.field not in (ANY_FIELD, write.field):
+        return False
+    # A move into one stage enters only that stage, and leaves any other.
+    if write.state is not None and listen.enters is not None:
+        return write.state == listen.enters
+    if write.state is not None and listen.leaves is not None:
+        return write.state != listen.leaves
+    return True
 
 
 def check_cycles(pack: Pack, diag: Diagnostics) -> None:

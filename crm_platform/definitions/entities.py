@@ -18,6 +18,7 @@ from .diagnostics import Diagnostics, did_you_mean, see_docs
 from .model import SYSTEM_FIELDS, EntityDef, FieldDef, FormDef, Ref, SectionDef
 from .parser import SyntaxProblem, parse_expression
 from .source import PosList, PosMap, located
+from .typecheck import article
 
 TEXTUAL = {"string", "text", "email", "phone", "url"}
 NUMERIC = {"integer", "decimal", "money", "percent"}
@@ -50,8 +51,9 @@ DEFAULT_MAX_LENGTH = {"string": 255, "email": 254, "phone": 40, "url": 2048}
 
 
 def humanize(name: str) -> str:
-    """``campaign_member`` -> ``Campaign member``."""
-    return name.replace("_", " ").capitalize()
+    """``campaign_member`` -> ``Campaign member``; a code such as ``NO`` stays ``NO``."""
+    text = name.replace("_", " ")
+    return text[:1].upper() + text[1:]
 
 
 def pluralize(label: str) -> str:
@@ -133,7 +135,7 @@ def build_field(name: str, spec: PosMap, loc: Location, diag: Diagnostics) -> Fi
         if option in OPTION_TYPES and kind not in OPTION_TYPES[option]:
             fitting = ", ".join(sorted(OPTION_TYPES[option]))
             diag.fail(
-                f"option {option!r} does not apply to a {kind} field",
+                f"option {option!r} does not apply to {article(kind)} field",
                 spec.key_loc(option),
                 f"{option!r} fits: {fitting}",
             )
@@ -167,7 +169,7 @@ def _computed(field: FieldDef, spec: PosMap, diag: Diagnostics) -> None:
     field.computed_source = source.text
     field.read_only = True
     try:
-        field.computed = parse_expression(source.text, source.loc, source.quoted)
+        field.computed = parse_expression(source.expression, source.loc, source.quoted)
     except SyntaxProblem as problem:
         diag.fail(problem.message, problem.loc, problem.hint)
 

@@ -63,8 +63,13 @@ def length(value):
 def round_(value, digits=0):
     if value is None:
         return None
+    step = Decimal(1).scaleb(-int(digits))
     if isinstance(value, Decimal):
-        return value.quantize(Decimal(1).scaleb(-int(digits)), rounding=ROUND_HALF_UP)
+        return value.quantize(step, rounding=ROUND_HALF_UP)
+    if isinstance(value, float):
+        # Half up, as documented (Python's round() goes half to even: round(2.5) == 2).
+        rounded = Decimal(repr(value)).quantize(step, rounding=ROUND_HALF_UP)
+        return float(rounded) if digits else int(rounded)
     return round(value, int(digits)) if digits else round(value)
 
 

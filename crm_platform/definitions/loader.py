@@ -38,31 +38,43 @@ def load_pack(root: str | Path) -> Pack:
         try:
             text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError as exc:
-            diag.fail(f"file is not UTF-8 text (byte {exc.start})", Location(rel, 1, 1))
+            where = _byte_location(rel, exc.object, exc.start)
+            diag.fail(f"file is not UTF-8 text (byte {exc.start})", where, "save the file as UTF-8")
             return None
         sources[rel] = text
         diag.add_source(rel, text)
         return text
 
-    def yaml_file(path: Path, schema: dict, docs: str, name_key: str | None = None, failed: set | None = None):
-        """The file's data if it is structurally valid; else None (and, if it names
-        itself under ``name_key``, that name goes into ``failed``)."""
+    def yaml_file(
+        path: Path,
+        schema: dict,
+        docs: str,
+        name_key: str | None = None,
+        failed: set | None = None,
+        fallback: str | None = None,
+    ):
+        """The file's data if it is structurally valid; else None, and the name it
+        gives itself under ``name_key`` (or ``fallback`` when it cannot be read
+        from the file) goes into ``failed``."""
         text = read(path)
-        if text is None:
-            return None
         rel = path.relative_to(root).as_posix()
-        try:
-            data = load_yaml(text, rel)
-        except YamlProblem as problem:
-            diag.fail(problem.message, problem.loc, problem.hint)
-            return None
-        if data is None:
-            data = PosMap()
-            data.loc = Location(rel, 1, 1)
-        if metaschema.check_structure(data, schema, rel, diag, docs):
-            return data
-        if name_key and isinstance(data, PosMap) and isinstance(data.get(name_key), str):
-            failed.add(data[name_key])
+        data = None
+        if text is not None:
+            try:
+                data = load_yaml(text, rel)
+            except YamlProblem as problem:
+                diag.fail(problem.message, problem.loc, problem.hint)
+            else:
+                if data is None:  # an empty file
+                    data = PosMap()
+                    data.loc = Location(rel, 1, 1)
+                if metaschema.check_structure(data, schema, rel, diag, docs):
+                    return data
+        if name_key:
+            named = data.get(name_key) if isinstance(data, PosMap) else None
+            name = named if isinstance(named, str) else fallback
+            if name:
+                failed.add(name)
         return None
 
     settings, teams, roles = Settings(), {}, {}
@@ -74,7 +86,9 @@ def load_pack(root: str | Path) -> Pack:
 
     entities, unloaded_entities, unloaded_workflows_of = {}, set(), set()
     for path in _files(root / "schemas", YAML_SUFFIXES):
-        data = yaml_file(path, metaschema.ENTITY_FILE, "entities", "entity", unloaded_entities)
+        # A file that cannot say which entity it holds (unreadable, not YAML, no
+        # entity: key) is taken to hold the one named like the file.
+        data = yaml_file(path, metaschema.ENTITY_FILE, "entities", "entity", unloaded_entities, path.stem)
         if data is None:
             continue
         entity = build_entity(data, path.relative_to(root).as_posix(), diag)
@@ -144,6 +158,13 @@ def _files(directory: Path, suffixes: tuple[str, ...]) -> list[Path]:
     if not directory.is_dir():
         return []
     return sorted(p for p in directory.iterdir() if p.is_file() and p.suffix in suffixes)
+
+
+def _byte_location(file: str, data: bytes, index: int) -> Location:
+    """Line and column of the byte at ``index``, the bytes before it being valid UTF-8."""
+    line_start = data.rfind(b"\n", 0, index) + 1
+    column = len(data[line_start:index].decode("utf-8", "replace")) + 1
+    return Location(file, data.count(b"\n", 0, index) + 1, column)
 
 
 def _check_template(text: str, file: str, diag: Diagnostics) -> bool:

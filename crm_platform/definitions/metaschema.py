@@ -198,8 +198,14 @@ def check_structure(data, schema: dict, file: str, diag: Diagnostics, docs: str)
         return False
     validator = Draft202012Validator(schema)
     clean = True
+    required_at = set()
     for error in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path))):
         clean = False
+        if error.validator == "required":
+            # jsonschema gives one error per missing key; the first reports them all.
+            if tuple(error.absolute_path) in required_at:
+                continue
+            required_at.add(tuple(error.absolute_path))
         _report(error, data, diag, docs)
     return clean
 

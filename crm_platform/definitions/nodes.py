@@ -138,6 +138,7 @@ class Assign(Action):
     team: TeamRef | None = None
     user: Expr | None = None  # a literal email or a user path
     queue: str | None = None
+    queue_loc: Location | None = None
 
 
 @dataclass(frozen=True)

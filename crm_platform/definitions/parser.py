@@ -13,14 +13,19 @@ import functools
 from decimal import Decimal
 from pathlib import Path
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 from lark.indenter import DedentError, Indenter
+from lark.visitors import Transformer_NonRecursive
 
 from ..errors import Location
 from . import nodes as n
 
 GRAMMAR = Path(__file__).with_name("rules.lark")
+
+# Python refuses code nested about 200 parentheses deep, and each level of an
+# expression nests the generated code by up to three; deeper text is refused here.
+MAX_NESTING = 50
 
 
 class SyntaxProblem(Exception):
@@ -83,27 +88,46 @@ _TERMINAL_WORDS = {
     "$END": "the end of the file",
 }
 
-# Labelled bad examples: a syntax error that matches one of these gets its label
-# as the message (lark's match_examples), instead of a list of expected tokens.
+# Labelled bad examples: a syntax error that fails on the same kind of token in
+# the same parser state as one of these gets its label as the message, instead
+# of a list of expected tokens (see _match_example).
+_ACTION_WORDS = ("add", "assign", "create", "escalate", "follow_up", "move", "notify", "send_email", "set", "webhook")
+_HEADER = 'rule "x"\n  on lead created\n'
+_BEFORE_THEN = (_HEADER, _HEADER + "  when true\n")
+_DONE = _HEADER + '  then\n    webhook "u"\n'  # a complete rule, for mistakes in the next one
+# Left operands that a mistaken '=' may follow; each leaves the parser in its own state.
+_OPERANDS = ("a", "a.b", "a.b.c", "f(a)", "1", '"a"', "(a)", "today", "now", "true", "[a]")
+
 _RULE_EXAMPLES = {
-    'a rule needs a quoted name: rule "Route web leads"': ["rule Route\n", "rule\n"],
-    "a rule's body must be indented under its header": ['rule "x"\non lead created\n'],
+    'a rule needs a quoted name: rule "Route web leads"': [
+        prefix + rest for prefix in ("", "\n", _DONE) for rest in ("rule Route\n", "rule\n")
+    ],
+    "a rule's body must be indented under its header": [
+        'rule "x"\non lead created\n',
+        'rule "x" stop\non lead created\n',
+    ],
     "the first line of a rule body is its trigger: on ENTITY EVENT": ['rule "x"\n  when true\n'],
+    "expected an event: created, updated, deleted, FIELD changed, enters STATE, leaves STATE, "
+    "every N minutes, N days after FIELD, form NAME submitted or email received": [
+        'rule "x"\n  on lead create\n',
+        'rule "x"\n  on lead\n',
+    ],
     "expected 'then' followed by indented actions": [
-        'rule "x"\n  on lead created\n  assign lead to user "a"\n',
-        'rule "x"\n  on lead created\n  when true\n  send_email "a" to "b"\n',
+        before + indent + word + "\n" for before in _BEFORE_THEN for indent in ("  ", "    ") for word in _ACTION_WORDS
     ],
     "'then' must be followed by actions on the next lines, indented": [
-        'rule "x"\n  on lead created\n  then assign lead to user "a"\n',
-        'rule "x"\n  on lead created\n  then\n',
+        *(_HEADER + "  then " + word + "\n" for word in _ACTION_WORDS),
+        *(_HEADER + "  then\n  " + word + "\n" for word in _ACTION_WORDS),
+        _HEADER + "  then\n",
+        _HEADER + '  then\nrule "y"\n',
     ],
     "use == to compare; a single = is only for set and create": [
-        'rule "x"\n  on lead created\n  when lead.score = 1\n  then\n    webhook "u"\n',
+        _HEADER + f"  when {operand} = 1\n" for operand in _OPERANDS
     ],
 }
 
 _EXPRESSION_EXAMPLES = {
-    "use == to compare; a single = is only for set and create": ["(a = 1)"],
+    "use == to compare; a single = is only for set and create": [f"({operand} = 1)" for operand in _OPERANDS],
 }
 
 
@@ -111,7 +135,7 @@ def parse_rules(text: str, file: str) -> list[n.Rule]:
     """Parse a rules file into ``Rule`` nodes; raise ``SyntaxProblem``."""
     if not text.endswith("\n"):
         text += "\n"
-    tree = _parse(text, "start", file, _RULE_EXAMPLES)
+    tree = _parse(text, "start", file)
     lines = text.splitlines()
     return _transform(tree, _ToNodes(file, lines))
 
@@ -127,7 +151,7 @@ def parse_expression(text: str, loc: Location, quoted: bool = False) -> n.Expr:
     wrapped = "(" + text + ")"
     lines = wrapped.splitlines() or [wrapped]
     end = (len(lines), len(lines[-1]))
-    tree = _parse(wrapped, "expression", loc.file, _EXPRESSION_EXAMPLES, mapper, end)
+    tree = _parse(wrapped, "expression", loc.file, mapper, end)
     return _transform(tree, _ToNodes(loc.file, [], mapper))
 
 
@@ -150,19 +174,27 @@ class _Offset:
         if self.base is None:
             return Location(file, line, column)
         if line == 1:
+            # A problem at the wrapping '(' (e.g. the end of an expression that is
+            # all comment) is shown at the expression's first character.
+            column = max(column, 2)
             return Location(file, self.base.line, self.base.column + column - 1 + self.column_shift)
         return Location(file, self.base.line + line - 1, column)
 
 
-def _parse(text, start, file, examples, mapper=None, synthetic_end=None):
+def _parse(text, start, file, mapper=None, synthetic_end=None):
     """Parse; ``synthetic_end`` is the position of the ')' that wraps an expression."""
     mapper = mapper or _Offset()
     parser = _parser()
     try:
-        return parser.parse(text, start=start)
+        tree = parser.parse(text, start=start)
     except UnexpectedInput as exc:
-        loc = mapper(file, exc.line if exc.line > 0 else 1, exc.column if exc.column > 0 else 1)
-        label = _match_example(exc, parser, start, examples)
+        line, column = exc.line, exc.column
+        if isinstance(exc, UnexpectedToken) and exc.token.type in ("_INDENT", "_DEDENT"):
+            # An (in|de)dent token stands where its line break starts; the admin
+            # looks for the wrongly indented line, where that line break ends.
+            line, column = exc.token.end_line, exc.token.end_column
+        loc = mapper(file, line if line > 0 else 1, column if column > 0 else 1)
+        label = _match_example(exc, start)
         message = label or _describe(exc, parser)
         if not label and synthetic_end == (exc.line, exc.column):
             message = message.replace("unexpected ')'", "the expression ends too early")
@@ -173,13 +205,61 @@ def _parse(text, start, file, examples, mapper=None, synthetic_end=None):
             mapper(file, exc.line, exc.column),
             "indent it exactly like the line it belongs with",
         ) from None
+    _check_nesting(tree, file, mapper)
+    return tree
 
 
-def _match_example(exc: UnexpectedInput, parser: Lark, start: str, examples: dict) -> str | None:
-    try:
-        return exc.match_examples(lambda s: parser.parse(s, start=start), examples, use_accepts=True)
-    except Exception:  # noqa: BLE001 - a failing example must not hide the real error
+def _check_nesting(tree: Tree, file: str, mapper) -> None:
+    """Refuse a tree nested deeper than ``MAX_NESTING``. A chain of the same
+    'and'/'or' is one level (it becomes one node); a dotted name counts a level
+    per part, as each link it follows nests the generated code."""
+    stack = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if node.data == "name":
+            depth += len(node.children) - 1
+        if depth > MAX_NESTING:
+            raise SyntaxProblem(
+                f"nested too deeply (more than {MAX_NESTING} levels)",
+                mapper(file, max(node.meta.line, 1), max(node.meta.column, 1)),
+                "split it up, e.g. into computed fields",
+            )
+        for child in reversed(node.children):  # leftmost first: report the first place in the text
+            if isinstance(child, Tree):
+                chained = child.data == node.data and node.data in ("and_", "or_")
+                stack.append((child, depth if chained else depth + 1))
+
+
+def _match_example(exc: UnexpectedInput, start: str) -> str | None:
+    """The label of the first example that fails like ``exc``: on the same kind of
+    token, in the same parser state.
+
+    lark's ``match_examples`` compares the whole parser stack and the tokens the
+    context would accept, so an example written as a file's only rule does not
+    match the same mistake after a comment, in a later rule or in a guard; and it
+    falls back to any example in the same state whatever the token, so a missing
+    operator would be explained as a mistaken '='.
+    """
+    if not isinstance(exc, UnexpectedToken) or exc.state is None:
         return None
+    failure = (exc.state.position, exc.token.type)
+    return next((label for label, example in _example_failures(start) if example == failure), None)
+
+
+@functools.cache
+def _example_failures(start: str) -> tuple[tuple[str, tuple[int, str]], ...]:
+    """Each labelled example's (label, (parser state, token type)) where it fails."""
+    examples = _RULE_EXAMPLES if start == "start" else _EXPRESSION_EXAMPLES
+    failures = []
+    for label, texts in examples.items():
+        for text in texts:
+            try:
+                _parser().parse(text, start=start)
+            except UnexpectedToken as example:
+                failures.append((label, (example.state.position, example.token.type)))
+            except (UnexpectedInput, _BadDedent):
+                continue
+    return tuple(failures)
 
 
 def _describe(exc: UnexpectedInput, parser: Lark) -> str:
@@ -209,8 +289,8 @@ def _token_text(token: Token) -> str:
 def _expected(names, parser: Lark) -> str:
     # Names and values first ("a name", "a number"), then keywords, alphabetically.
     words = sorted({_terminal_word(name, parser) for name in names}, key=lambda w: (w[0] == "'", w))
-    if len(words) > 8:
-        words = words[:8] + ["..."]
+    if len(words) > 12:
+        words = words[:12] + ["..."]
     return ", ".join(words) if len(words) > 1 else (words[0] if words else "something else")
 
 
@@ -245,7 +325,7 @@ def _unit(word: str) -> str:
 
 
 @v_args(inline=True)
-class _ToNodes(Transformer):
+class _ToNodes(Transformer_NonRecursive):  # not recursive: long 'and' chains are fine
     """Builds frozen nodes from the parse tree, with file positions."""
 
     def __init__(self, file: str, lines: list[str], mapper: _Offset | None = None):
@@ -398,7 +478,7 @@ class _ToNodes(Transformer):
         return item
 
     def to_queue(self, queue):
-        return ("queue", {"queue": self._string(queue)})
+        return ("queue", {"queue": self._string(queue), "queue_loc": self._loc(queue)})
 
     def team_named(self, name):
         return n.TeamRef(loc=self._loc(name), name=self._string(name))

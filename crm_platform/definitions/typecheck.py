@@ -59,7 +59,7 @@ SYSTEM_FIELD_TYPES = {"id": "integer", "created_at": "datetime", "updated_at": "
 def field_type(field: FieldDef, owner: str, teams=()) -> Type:
     """The expression type of ``owner.field``."""
     kind = _FIELD_KINDS[field.type]
-    describe = f"{owner}.{field.name} ({_article(field.type)})"
+    describe = f"{owner}.{field.name} ({article(field.type)})"
     if field.type in ("choice", "state"):
         return Type("string", frozenset(field.options), describe=describe)
     if field.type == "team":
@@ -73,7 +73,8 @@ def field_type(field: FieldDef, owner: str, teams=()) -> Type:
     return Type(kind, describe=describe)
 
 
-def _article(word: str) -> str:
+def article(word: str) -> str:
+    """``word`` with its indefinite article: 'a choice', 'an email'."""
     word = word.replace("_", "-")
     return ("an " if word[0] in "aeiou" else "a ") + word
 

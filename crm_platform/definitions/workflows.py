@@ -72,7 +72,7 @@ def _transition(data: PosMap, states: dict[str, StateDef], diag: Diagnostics) ->
         source = located(data, "when")
         transition.guard_source = source.text
         try:
-            transition.guard = parse_expression(source.text, source.loc, source.quoted)
+            transition.guard = parse_expression(source.expression, source.loc, source.quoted)
         except SyntaxProblem as problem:
             diag.fail(problem.message, problem.loc, problem.hint)
     return transition

@@ -385,3 +385,18 @@ def test_rules_source_of_an_unknown_rule_fails(runner):
     result = runner.invoke(args=["rules", "source", "No such rule"])
     assert result.exit_code == 1
     assert "no rule named 'No such rule'" in result.output
+
+
+def test_date_of_a_datetime_is_the_companys_local_date():
+    # 23:30 UTC on the 23rd is already the 24th in Berlin.
+    late = EvalContext(FixedClock(dt.datetime(2026, 11, 23, 23, 30)), "Europe/Berlin")
+    seen = dt.datetime(2026, 11, 23, 23, 30)
+    assert value("date(lead.last_seen)", late, last_seen=seen) == dt.date(2026, 11, 24)
+    assert holds("date(lead.last_seen) == today", late, last_seen=seen)
+    assert value("year(lead.last_seen)", late, last_seen=dt.datetime(2026, 12, 31, 23, 30)) == 2027
+    assert value("month(lead.last_seen)", late, last_seen=dt.datetime(2026, 11, 30, 23, 30)) == 12
+
+
+def test_date_of_a_date_is_that_date(ctx):
+    assert value("date(lead.birthday)", ctx, birthday=dt.date(2000, 2, 29)) == dt.date(2000, 2, 29)
+    assert value("year(lead.birthday)", ctx, birthday=dt.date(2000, 2, 29)) == 2000

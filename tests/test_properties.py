@@ -134,7 +134,8 @@ def _outcome(files: dict[str, str | bytes]) -> CompiledApp | DefinitionError:
 
 def _assert_located(findings, root: Path) -> None:
     """Every finding names a file of the pack (or a missing top directory) and
-    a line; findings about a file's content have a line and column from 1."""
+    a line; findings about a file's content have a line and column from 1, and
+    the line is in the file (or just after its end, for "unexpected end")."""
     for finding in findings:
         loc = finding.location
         assert isinstance(loc, Location), finding
@@ -142,6 +143,8 @@ def _assert_located(findings, root: Path) -> None:
         assert loc.line >= 0 and loc.column >= 0, finding
         if (root / loc.file).is_file():
             assert loc.line >= 1 and loc.column >= 1, finding
+            text = (root / loc.file).read_text(encoding="utf-8", errors="replace")
+            assert loc.line <= len(text.splitlines()) + 1, finding
         else:
             assert loc.file in TOP_DIRECTORIES and loc.line == 0, finding
 

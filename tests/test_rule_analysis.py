@@ -210,7 +210,10 @@ def test_date_trigger_on_a_date_field_is_fine(pack_dir):
 
 # --- cycles ----------------------------------------------------------------------
 
-CYCLE_HINT = "narrow a trigger (e.g. 'FIELD changed to VALUE' instead of 'updated') or a condition, so the chain ends"
+CYCLE_HINT = (
+    "narrow a trigger so the chain ends: 'FIELD changed to VALUE' or 'enters STATE' instead of "
+    "'updated' (conditions are not taken into account)"
+)
 
 
 def test_a_rule_that_fires_itself_is_a_cycle(broken_pack):
@@ -289,3 +292,40 @@ def test_a_rule_creating_what_another_rule_listens_for_is_a_chain_not_a_cycle(pa
         rules.read_text() + '\nrule "New activity"\n  on activity created\n  then\n    notify activity.owner "New"\n'
     )
     assert findings_of(pack_dir) == []
+
+
+def test_setting_a_literal_fires_changed_to_only_for_that_value(pack_dir):
+    rules = pack_dir / "rules" / "leads.rules"
+    rules.write_text(
+        rules.read_text()
+        + '\nrule "Flag qualified"\n  on lead source changed to "event"\n  then\n    set lead.code = "EV-1"\n'
+        + '\nrule "Back to web"\n  on lead code changed to "XX-1"\n  then\n    set lead.source = "web"\n'
+    )
+    assert findings_of(pack_dir) == []
+
+
+def test_setting_the_value_another_rule_waits_for_closes_the_cycle(pack_dir):
+    rules = pack_dir / "rules" / "leads.rules"
+    rules.write_text(
+        rules.read_text()
+        + '\nrule "Flag events"\n  on lead source changed to "event"\n  then\n    set lead.code = "EV-1"\n'
+        + '\nrule "Back to events"\n  on lead code changed to "EV-1"\n  then\n    set lead.source = "event"\n'
+    )
+    assert findings_of(pack_dir) == [
+        "rules/leads.rules:19:6: error: rules can trigger each other in a cycle: "
+        "'Flag events' sets lead.code -> 'Back to events' sets lead.source -> 'Flag events'"
+    ]
+
+
+def test_contains_on_a_multi_choice_names_the_field_for_a_value_outside_its_options(pack_dir):
+    edit(pack_dir / "rules" / "leads.rules", 'when lead.source == "web"\n', 'when lead.interests contains "hr"\n')
+    assert findings_of(pack_dir) == [
+        "rules/leads.rules:14:32: error: 'hr' is not an option of an item of lead.interests (a multi-choice)"
+    ]
+
+
+def test_assigning_to_a_queue_needs_a_team_field(pack_dir):
+    rules = pack_dir / "rules" / "deals.rules"
+    queue_rule = '\nrule "Queue deals"\n  on deal created\n  then\n    assign deal to queue "support"\n'
+    rules.write_text(rules.read_text() + queue_rule)
+    assert findings_of(pack_dir) == ["rules/deals.rules:15:12: error: deal has no team field to assign"]

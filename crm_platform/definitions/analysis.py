@@ -84,16 +84,26 @@ def attach_workflows(pack: Pack, diag: Diagnostics) -> None:
         field.indexed = field.read_only = True
         field.has_default, field.default = initial is not None, initial.name if initial else None
         entity.fields[field.name] = field
+    _stand_in_state_fields(pack)
     for entity in pack.entities.values():
         for field in entity.fields.values():
             if field.type == "state" and (entity.name, field.name) not in driven:
-                if entity.name in pack.unloaded_workflows_of:
+                if pack.workflow_failed_for(entity.name):
                     continue  # its workflow file has errors of its own
                 diag.fail(
                     f"field {field.name!r} has type state but no workflow drives it",
                     field.at("type"),
                     f"add a workflow with entity: {entity.name} and field: {field.name}",
                 )
+
+
+def _stand_in_state_fields(pack: Pack) -> None:
+    """A workflow file that failed to load still names its state field: give the
+    entity a stand-in (any value) so uses of it are not reported as unknown."""
+    for entity_name, field_name in pack.unloaded_workflows:
+        entity = pack.entities.get(entity_name)
+        if entity is not None and field_name and field_name not in entity.fields:
+            entity.fields[field_name] = FieldDef(name=field_name, type="state", loc=entity.loc, label=field_name)
 
 
 def workflow_of(pack: Pack, entity: str) -> list[WorkflowDef]:
@@ -115,7 +125,7 @@ def _check_entity(pack: Pack, entity: EntityDef, diag: Diagnostics) -> None:
                 entity.fields[f"{field.name}_currency"].loc,
                 "a money field keeps its currency there; rename",
             )
-        if field.type == "team" and field.has_default and field.default not in pack.teams:
+        if field.type == "team" and field.has_default and field.default not in pack.teams and not pack.settings_failed:
             diag.fail(f"unknown team {field.default!r}", field.at("default"), did_you_mean(field.default, pack.teams))
     for ref in entity.search + entity.list_columns:
         _field_ref(entity, ref, diag)
@@ -284,7 +294,7 @@ def _check_workflow(pack: Pack, workflow: WorkflowDef, diag: Diagnostics) -> Non
 
 
 def _role_ref(pack: Pack, ref: Ref, diag: Diagnostics) -> None:
-    if ref.name not in pack.roles:
+    if ref.name not in pack.roles and not pack.settings_failed:
         diag.fail(
             f"unknown role {ref.name!r}", ref.loc, did_you_mean(ref.name, pack.roles) or "declare roles in pack.yaml"
         )
@@ -373,7 +383,7 @@ class _RuleChecker:
         """Report ``state`` unless it is a stage of one of the entity's workflows."""
         entity = self.entity.name
         states = {s for w in workflow_of(self.pack, entity) for s in w.states}
-        if entity in self.pack.unloaded_workflows_of:
+        if self.pack.workflow_failed_for(entity):
             return  # the workflow file's own errors are reported
         if not states:
             self.diag.fail(f"{entity} has no workflow, so it has no stages", loc, see_docs("workflows"))
@@ -409,9 +419,9 @@ class _RuleChecker:
         field_ref = self.entity.team_field if action.strategy == "queue" else self.entity.owner_field
         if action.target.parts == (self.entity.name,):
             if field_ref is None:
-                missing = "a team field" if action.strategy == "queue" else "an owner (user) field"
+                missing = "team field" if action.strategy == "queue" else "owner (user) field"
                 self.diag.fail(
-                    f"{self.entity.name} has {missing} to assign",
+                    f"{self.entity.name} has no {missing} to assign",
                     action.target.loc,
                     "add e.g. owner: {type: user} (or team: {type: team}) to its fields",
                 )
@@ -443,7 +453,7 @@ class _RuleChecker:
             self._team(team.otherwise, team.otherwise_loc)
 
     def _team(self, name: str, loc: Location) -> None:
-        if name not in self.pack.teams:
+        if name not in self.pack.teams and not self.pack.settings_failed:
             self.diag.fail(
                 f"unknown team {name!r}", loc, did_you_mean(name, self.pack.teams) or "declare teams in pack.yaml"
             )

@@ -22,11 +22,12 @@ CREATED = "+created"
 @dataclass(frozen=True)
 class Write:
     """Something a rule's actions change: (entity, field), or (entity, CREATED).
-    A move also names the stage it moves to."""
+    A move also names the stage it moves to; a ``set`` to a literal, the value."""
 
     entity: str
     field: str
     state: str | None = None
+    value: object = None
 
     def __str__(self) -> str:
         if self.field == CREATED:
@@ -45,6 +46,7 @@ class Listen:
     field: str
     enters: str | None = None
     leaves: str | None = None
+    to: object = None  # `FIELD changed to VALUE`
 
 
 def rule_writes(rule: n.Rule, pack: Pack) -> list[Write]:
@@ -55,7 +57,8 @@ def rule_writes(rule: n.Rule, pack: Pack) -> list[Write]:
     def visit(actions):
         for action in actions:
             if isinstance(action, n.SetField):
-                writes.append(Write(rule.trigger.entity, action.target.parts[-1]))
+                value = action.value.value if isinstance(action.value, n.Literal) else None
+                writes.append(Write(rule.trigger.entity, action.target.parts[-1], value=value))
             elif isinstance(action, n.Move):
                 for workflow in pack.workflows.values():
                     if workflow.entity.name == rule.trigger.entity and action.state in workflow.states:
@@ -84,7 +87,8 @@ def rule_listens(rule: n.Rule, pack: Pack) -> list[Listen]:
     if trigger.kind == "updated":
         return [Listen(trigger.entity, ANY_FIELD)]
     if trigger.kind == "changed":
-        return [Listen(trigger.entity, trigger.field)]
+        to = trigger.change_to.value if trigger.change_to is not None else None
+        return [Listen(trigger.entity, trigger.field, to=to)]
     if trigger.kind in ("enters", "leaves"):
         stage = {trigger.kind: trigger.state}
         return [
@@ -107,6 +111,10 @@ def _fires(write: Write, listen: Listen) -> bool:
         return write.state == listen.enters
     if write.state is not None and listen.leaves is not None:
         return write.state != listen.leaves
+    # A write of a known value fires `changed to VALUE` only for that value.
+    known = write.state if write.state is not None else write.value
+    if listen.to is not None and known is not None:
+        return known == listen.to
     return True
 
 
@@ -130,7 +138,8 @@ def check_cycles(pack: Pack, diag: Diagnostics) -> None:
         diag.fail(
             f"rules can trigger each other in a cycle: {description}",
             rules[start].loc,
-            "narrow a trigger (e.g. 'FIELD changed to VALUE' instead of 'updated') or a condition, so the chain ends",
+            "narrow a trigger so the chain ends: 'FIELD changed to VALUE' or 'enters STATE' instead of "
+            "'updated' (conditions are not taken into account)",
         )
 
 

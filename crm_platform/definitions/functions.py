@@ -81,18 +81,22 @@ def coalesce(value, fallback):
     return fallback if value is None or value == "" or value == [] else value
 
 
-def year(value):
-    return None if value is None else value.year
-
-
-def month(value):
-    return None if value is None else value.month
-
-
-def date(value):
+def date(ctx, value):
+    """A date stays; a date and time (stored as UTC) becomes the company's local date,
+    so that ``date(x) == today`` means what it says."""
     if value is None:
         return None
-    return value.date() if isinstance(value, dt.datetime) else value
+    return ctx.local_date(_utc_naive(value)) if isinstance(value, dt.datetime) else value
+
+
+def year(ctx, value):
+    local = date(ctx, value)
+    return None if local is None else local.year
+
+
+def month(ctx, value):
+    local = date(ctx, value)
+    return None if local is None else local.month
 
 
 TEMPORAL = frozenset({"date", "datetime"})
@@ -119,8 +123,10 @@ FUNCTIONS: dict[str, Function] = {
         Function("abs", (NUMBER,), "number", abs_, doc="a number without its sign"),
         Function("coalesce", (ANY, ANY), None, coalesce,
                  doc="the first value, or the second if the first is empty"),
-        Function("year", (TEMPORAL,), "number", year, doc="the year of a date"),
-        Function("month", (TEMPORAL,), "number", month, doc="the month (1-12) of a date"),
-        Function("date", (TEMPORAL,), "date", date, doc="the date part of a date and time"),
+        Function("year", (TEMPORAL,), "number", year, True, doc="the year of a date (local date of a date and time)"),
+        Function("month", (TEMPORAL,), "number", month, True,
+                 doc="the month (1-12) of a date (local date of a date and time)"),
+        Function("date", (TEMPORAL,), "date", date, True,
+                 doc="the company's local date of a date and time; a date stays as it is"),
     ]
 }  # fmt: skip

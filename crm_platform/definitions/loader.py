@@ -45,51 +45,36 @@ def load_pack(root: str | Path) -> Pack:
         diag.add_source(rel, text)
         return text
 
-    def yaml_file(
-        path: Path,
-        schema: dict,
-        docs: str,
-        name_key: str | None = None,
-        failed: set | None = None,
-        fallback: str | None = None,
-    ):
-        """The file's data if it is structurally valid; else None, and the name it
-        gives itself under ``name_key`` (or ``fallback`` when it cannot be read
-        from the file) goes into ``failed``."""
+    def yaml_file(path: Path, schema: dict, docs: str) -> tuple[PosMap | None, object]:
+        """(the file's data if it is structurally valid, else None; what was read)."""
         text = read(path)
         rel = path.relative_to(root).as_posix()
-        data = None
-        if text is not None:
-            try:
-                data = load_yaml(text, rel)
-            except YamlProblem as problem:
-                diag.fail(problem.message, problem.loc, problem.hint)
-            else:
-                if data is None:  # an empty file
-                    data = PosMap()
-                    data.loc = Location(rel, 1, 1)
-                if metaschema.check_structure(data, schema, rel, diag, docs):
-                    return data
-        if name_key:
-            named = data.get(name_key) if isinstance(data, PosMap) else None
-            name = named if isinstance(named, str) else fallback
-            if name:
-                failed.add(name)
-        return None
+        if text is None:
+            return None, None
+        try:
+            data = load_yaml(text, rel)
+        except YamlProblem as problem:
+            diag.fail(problem.message, problem.loc, problem.hint)
+            return None, None
+        if data is None:  # an empty file
+            data = PosMap()
+            data.loc = Location(rel, 1, 1)
+        return (data if metaschema.check_structure(data, schema, rel, diag, docs) else None), data
 
-    settings, teams, roles = Settings(), {}, {}
+    settings, teams, roles, settings_failed = Settings(), {}, {}, False
     pack_file = root / "pack.yaml"
     if pack_file.exists():
-        data = yaml_file(pack_file, metaschema.PACK_FILE, "pack-settings")
+        data, _ = yaml_file(pack_file, metaschema.PACK_FILE, "pack-settings")
         if data is not None:
             settings, teams, roles = build_settings(data, diag), build_teams(data), build_roles(data)
+        settings_failed = data is None
 
-    entities, unloaded_entities, unloaded_workflows_of = {}, set(), set()
+    entities, unloaded_entities = {}, set()
     for path in _files(root / "schemas", YAML_SUFFIXES):
-        # A file that cannot say which entity it holds (unreadable, not YAML, no
-        # entity: key) is taken to hold the one named like the file.
-        data = yaml_file(path, metaschema.ENTITY_FILE, "entities", "entity", unloaded_entities, path.stem)
+        data, read_data = yaml_file(path, metaschema.ENTITY_FILE, "entities")
         if data is None:
+            # A file that cannot say which entity it holds is taken to hold the one named like it.
+            unloaded_entities.add(_text_at(read_data, "entity") or path.stem)
             continue
         entity = build_entity(data, path.relative_to(root).as_posix(), diag)
         if entity.name in entities:
@@ -98,10 +83,12 @@ def load_pack(root: str | Path) -> Pack:
             continue
         entities[entity.name] = entity
 
-    workflows = {}
+    workflows, unloaded_workflows = {}, set()
     for path in _files(root / "workflows", YAML_SUFFIXES):
-        data = yaml_file(path, metaschema.WORKFLOW_FILE, "workflows", "entity", unloaded_workflows_of)
+        data, read_data = yaml_file(path, metaschema.WORKFLOW_FILE, "workflows")
         if data is None:
+            if _text_at(read_data, "entity"):
+                unloaded_workflows.add((_text_at(read_data, "entity"), _text_at(read_data, "field")))
             continue
         workflow = build_workflow(data, path.relative_to(root).as_posix(), diag)
         if workflow.name in workflows:
@@ -150,8 +137,14 @@ def load_pack(root: str | Path) -> Pack:
         version=_version(sources),
         findings=diag.findings,
         unloaded_entities=unloaded_entities,
-        unloaded_workflows_of=unloaded_workflows_of,
+        unloaded_workflows=unloaded_workflows,
+        settings_failed=settings_failed,
     )
+
+
+def _text_at(data, key: str) -> str | None:
+    value = data.get(key) if isinstance(data, PosMap) else None
+    return value if isinstance(value, str) else None
 
 
 def _files(directory: Path, suffixes: tuple[str, ...]) -> list[Path]:

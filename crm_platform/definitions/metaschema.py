@@ -257,8 +257,20 @@ def _report(error, data, diag: Diagnostics, docs: str) -> None:
             )
     elif kind in ("minProperties", "minItems"):
         diag.fail(f"expected at least one entry{where}", loc)
+    elif kind in _BOUNDS:
+        key = _last_key(path)
+        subject = f"{key!r}" if key else "the value"
+        diag.fail(f"{subject} must be {_BOUNDS[kind]} {error.validator_value}{where}, got {error.instance}", loc)
     else:
         diag.fail(f"{error.message}{where}", loc)
+
+
+_BOUNDS = {
+    "minimum": "at least",
+    "maximum": "at most",
+    "exclusiveMinimum": "more than",
+    "exclusiveMaximum": "less than",
+}
 
 
 def _name_hint() -> str:

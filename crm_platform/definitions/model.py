@@ -189,7 +189,12 @@ class Pack:
     sources: dict[str, str]  # file (relative to root) -> text
     version: str  # content hash of every definition file
     findings: list[Finding] = field(default_factory=list)  # problems found while loading
-    # Entities whose own file (or whose workflow's file) failed to load: their errors are
-    # already reported, so analysis does not add "unknown entity" findings for them.
+    # What failed to load (its errors are reported already), so that analysis does
+    # not add "unknown entity/field/team" findings that follow from it.
     unloaded_entities: set[str] = field(default_factory=set)
-    unloaded_workflows_of: set[str] = field(default_factory=set)
+    unloaded_workflows: set[tuple[str, str | None]] = field(default_factory=set)  # (entity, state field)
+    settings_failed: bool = False
+
+    def workflow_failed_for(self, entity: str) -> bool:
+        """True if a workflow file about ``entity`` failed to load."""
+        return any(name == entity for name, _ in self.unloaded_workflows)

@@ -61,11 +61,13 @@ def field_type(field: FieldDef, owner: str, teams=()) -> Type:
     kind = _FIELD_KINDS[field.type]
     describe = f"{owner}.{field.name} ({article(field.type)})"
     if field.type in ("choice", "state"):
-        return Type("string", frozenset(field.options), describe=describe)
+        # No options: the stand-in of a workflow that failed to load; any value goes.
+        return Type("string", frozenset(field.options) or None, describe=describe)
     if field.type == "team":
         return Type("string", frozenset(teams) or None, describe=describe)
     if field.type == "multi_choice":
-        return Type("list", item=Type("string", frozenset(field.options)), describe=describe)
+        item = Type("string", frozenset(field.options), describe=f"an item of {describe}")
+        return Type("list", item=item, describe=describe)
     if field.type == "tags":
         return Type("list", item=STRING, describe=describe)
     if field.type == "link":

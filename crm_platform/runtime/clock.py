@@ -48,4 +48,8 @@ class EvalContext:
 
     def today(self) -> dt.date:
         """Today's date in the company's time zone."""
-        return self.clock.utcnow().replace(tzinfo=dt.UTC).astimezone(self._zone).date()
+        return self.local_date(self.clock.utcnow())
+
+    def local_date(self, utc: dt.datetime) -> dt.date:
+        """The company's local date at the naive UTC moment ``utc``."""
+        return utc.replace(tzinfo=dt.UTC).astimezone(self._zone).date()

@@ -105,3 +105,10 @@ def errors_of(path) -> list[DefinitionError]:
     except DefinitionError as exc:
         return exc.findings
     return compiled.warnings
+
+
+def edit(path, old: str, new: str) -> None:
+    """Replace the one occurrence of ``old`` in the file at ``path`` by ``new``."""
+    text = path.read_text()
+    assert text.count(old) == 1, f"{old!r} in {path}"
+    path.write_text(text.replace(old, new))

@@ -4,13 +4,7 @@ add findings that would vanish with the one fix."""
 
 from __future__ import annotations
 
-from .conftest import findings_of
-
-
-def edit(path, old, new):
-    text = path.read_text()
-    assert old in text, f"{old!r} not in {path}"
-    path.write_text(text.replace(old, new, 1))
+from .conftest import edit, findings_of
 
 
 def test_a_broken_entity_file_is_reported_alone(pack_dir):

@@ -7,13 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import errors_of, findings_of
-
-
-def edit(path, old: str, new: str) -> None:
-    text = path.read_text()
-    assert text.count(old) == 1, f"{old!r} in {path}"
-    path.write_text(text.replace(old, new))
+from .conftest import edit, errors_of, findings_of
 
 
 def test_the_good_pack_has_no_findings(pack_dir):

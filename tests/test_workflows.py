@@ -11,15 +11,9 @@ import pytest
 from crm_platform.compiler import compile_pack
 from crm_platform.definitions import load_pack
 
-from .conftest import GOOD, errors_of, findings_of
+from .conftest import GOOD, edit, errors_of, findings_of
 
 LEAD_FLOW = "workflows/lead_lifecycle.yaml"
-
-
-def edit(path, old: str, new: str) -> None:
-    text = path.read_text()
-    assert text.count(old) == 1, f"{old!r} in {path}"
-    path.write_text(text.replace(old, new))
 
 
 def test_the_good_pack_workflows_load_without_findings():

@@ -64,7 +64,7 @@ CASES = {
     "entity-unknown-list-field": ["schemas/lead.yaml:5:31: error: unknown field 'contry' on lead"],
     "entity-unknown-search-field": ["schemas/lead.yaml:4:33: error: unknown field 'emial' on lead"],
     "entity-unknown-section-field": ["schemas/lead.yaml:10:31: error: unknown field 'scor' on lead"],
-    "entity-unknown-title-placeholder": ["schemas/lead.yaml:3:8: error: unknown field 'lastname' in {...} on lead"],
+    "entity-unknown-title-placeholder": ["schemas/lead.yaml:3:22: error: unknown field 'lastname' in {...} on lead"],
     "entity-field-in-two-sections": [
         "schemas/lead.yaml:10:31: error: field 'email' is already in an earlier section (line 8)"
     ],

@@ -323,3 +323,8 @@ def test_assigning_to_a_queue_needs_a_team_field(pack_dir):
     queue_rule = '\nrule "Queue deals"\n  on deal created\n  then\n    assign deal to queue "support"\n'
     rules.write_text(rules.read_text() + queue_rule)
     assert findings_of(pack_dir) == ["rules/deals.rules:15:12: error: deal has no team field to assign"]
+
+
+def test_an_unknown_placeholder_in_a_notification_is_reported_where_it_stands(pack_dir):
+    edit(pack_dir / "rules" / "deals.rules", '"Deal {name} has', '"Deal {nam} has')
+    assert findings_of(pack_dir) == ["rules/deals.rules:5:29: error: unknown field 'nam' in {...} on deal"]

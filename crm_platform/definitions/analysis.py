@@ -135,7 +135,7 @@ def _check_entity(pack: Pack, entity: EntityDef, diag: Diagnostics) -> None:
     for form in entity.forms.values():
         _check_form(entity, form, diag)
     if entity.title:
-        _check_placeholders(entity, entity.title, entity.at("title"), diag)
+        _check_placeholders(entity, entity.title, entity.title_loc or entity.at("title"), diag)
     _check_role_field(entity, entity.owner_field, "user", "owner", diag)
     _check_role_field(entity, entity.team_field, "team", "team", diag)
     _check_computed(pack, entity, diag)
@@ -203,13 +203,14 @@ def _check_form(entity: EntityDef, form, diag: Diagnostics) -> None:
             )
 
 
-def _check_placeholders(entity: EntityDef, text: str, loc: Location, diag: Diagnostics) -> None:
+def _check_placeholders(entity: EntityDef, text: str, start: Location, diag: Diagnostics) -> None:
+    """Report ``{name}`` placeholders that are not fields; ``start`` is where ``text`` begins."""
     for match in PLACEHOLDER.finditer(text):
         name = match.group(1).strip()
         if lookup_field(entity, name) is None:
-            diag.fail(
-                f"unknown field {name!r} in {{...}} on {entity.name}", loc, did_you_mean(name, field_candidates(entity))
-            )
+            loc = Location(start.file, start.line, start.column + match.start())
+            hint = did_you_mean(name, field_candidates(entity))
+            diag.fail(f"unknown field {name!r} in {{...}} on {entity.name}", loc, hint)
 
 
 def _check_role_field(entity: EntityDef, ref: Ref | None, kind: str, what: str, diag: Diagnostics) -> None:
@@ -553,7 +554,7 @@ class _RuleChecker:
 
     def _Notify(self, action: n.Notify) -> None:
         self._recipient(action.to)
-        _check_placeholders(self.entity, action.message, action.loc, self.diag)
+        _check_placeholders(self.entity, action.message, action.message_loc or action.loc, self.diag)
 
     def _Webhook(self, action: n.Webhook) -> None:
         if not re.match(r"^https?://[^\s/]+", action.url):

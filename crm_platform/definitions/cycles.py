@@ -121,13 +121,20 @@ def _fires(write: Write, listen: Listen) -> bool:
 def check_cycles(pack: Pack, diag: Diagnostics) -> None:
     """Report each cycle among enabled rules once, at its first rule."""
     rules = [r for r in pack.rules if r.enabled and r.trigger.entity in pack.entities]
+    # Listeners by (entity, field), so each write is matched only against rules that
+    # listen to its field or to any field of its entity, not against every rule.
+    listening: dict[tuple[str, str], list[tuple[int, Listen]]] = {}
+    for j, rule in enumerate(rules):
+        for listen in rule_listens(rule, pack):
+            listening.setdefault((listen.entity, listen.field), []).append((j, listen))
     edges: dict[int, list[tuple[int, Write]]] = {i: [] for i in range(len(rules))}
-    listens = [rule_listens(r, pack) for r in rules]
     for i, rule in enumerate(rules):
         for write in rule_writes(rule, pack):
-            for j in range(len(rules)):
-                if any(_fires(write, listen) for listen in listens[j]):
-                    edges[i].append((j, write))
+            candidates = listening.get((write.entity, write.field), [])
+            if write.field != CREATED:
+                candidates = candidates + listening.get((write.entity, ANY_FIELD), [])
+            fired = sorted({j for j, listen in candidates if _fires(write, listen)})
+            edges[i].extend((j, write) for j in fired)
     for component in _strongly_connected(edges):
         start = min(component, key=lambda i: rules[i].loc)
         path = _cycle_from(start, component, edges)

@@ -88,6 +88,7 @@ def build_entity(data: PosMap, file: str, diag: Diagnostics) -> EntityDef:
         plural=data.get("plural") or pluralize(label),
         fields=fields,
         title=data.get("title"),
+        title_loc=located(data, "title").at(0) if "title" in data else None,
         search=_refs(data, "search"),
         list_columns=_refs(data, "list"),
         sections=[_section(s, i) for i, s in enumerate(data.get("sections", []))],

@@ -95,6 +95,7 @@ class EntityDef:
     plural: str
     fields: dict[str, FieldDef]
     title: str | None = None
+    title_loc: Location | None = None  # where the title's first character stands
     search: list[Ref] = field(default_factory=list)
     list_columns: list[Ref] = field(default_factory=list)
     sections: list[SectionDef] = field(default_factory=list)

@@ -186,6 +186,7 @@ class Escalate(Action):
 class Notify(Action):
     to: Recipient
     message: str
+    message_loc: Location | None = None  # where the message's first character stands
 
 
 @dataclass(frozen=True)

@@ -75,6 +75,12 @@ class Located:
         """The text to parse."""
         return self.text if self.source is None else self.source
 
+    def at(self, offset: int) -> Location:
+        """Where character ``offset`` of a one-line value stands (else the value's start)."""
+        if self.source is not None or "\n" in self.text:
+            return self.loc
+        return Location(self.loc.file, self.loc.line, self.loc.column + (1 if self.quoted else 0) + offset)
+
 
 class YamlProblem(Exception):
     """Raised inside the loader; turned into a finding by ``load_yaml``."""

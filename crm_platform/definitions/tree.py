@@ -234,7 +234,9 @@ class ToNodes(Transformer_NonRecursive):  # not recursive: long 'and' chains are
         return n.Escalate(loc=target.loc, target=target, to=to)
 
     def notify(self, to, message):
-        return n.Notify(loc=to.loc, to=to, message=self._string(message))
+        start = self._loc(message)
+        text_start = Location(start.file, start.line, start.column + 1)  # after the opening quote
+        return n.Notify(loc=to.loc, to=to, message=self._string(message), message_loc=text_start)
 
     def to_role(self, name):
         return n.Recipient(self._loc(name), "role", name=self._string(name))

@@ -10,16 +10,24 @@ as in the good pack, each differing from the good file in one mistake;
 from __future__ import annotations
 
 import datetime as dt
+import os
 import shutil
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from crm_platform.application import create_app
 from crm_platform.compiler import compile_pack
 from crm_platform.definitions import load_pack
 from crm_platform.errors import DefinitionError
 from crm_platform.runtime.clock import EvalContext, FixedClock
+
+# In CI the property tests replay the same examples each run, so that a red build
+# always means the change; locally they explore new examples every run.
+settings.register_profile("ci", derandomize=True, database=None)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 FIXTURES = Path(__file__).parent / "fixtures"
 GOOD = FIXTURES / "good"

@@ -33,7 +33,7 @@ from tests.conftest import GOOD, compile_dir
 
 # Parsing alone is cheap; a whole load and compile costs some 40 ms, so the
 # tests that compile a pack run fewer examples to keep the file fast.
-PARSE = settings(max_examples=300, deadline=None)
+PARSE = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def _compiles(examples: int) -> settings:

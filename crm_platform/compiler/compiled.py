@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 
 import peewee as pw
 
+from ..definitions import placeholders
 from ..definitions.analysis import analyze, computed_order
 from ..definitions.diagnostics import Diagnostics
 from ..definitions.model import EntityDef, Pack
 from ..errors import Finding
-from . import placeholders
 from .expressions import CompiledExpression, ExpressionCompiler
 from .forms import FormSpec, ListSpec, build_form, build_list, build_public_forms
 from .models import build_models, check_storage_names

@@ -17,9 +17,9 @@ from .cycles import check_cycles
 from .diagnostics import Diagnostics, did_you_mean, see_docs
 from .entities import pluralize
 from .model import EntityDef, FieldDef, Pack, Ref, WorkflowDef
+from .placeholders import PLACEHOLDER
 from .typecheck import TypeChecker, article, field_candidates, field_type, literal_type, lookup_field
 
-PLACEHOLDER = re.compile(r"\{([^{}]*)\}")  # as in compiler/placeholders.py
 DATE_KINDS = ("date", "datetime")
 
 
@@ -115,10 +115,9 @@ def workflow_of(pack: Pack, entity: str) -> list[WorkflowDef]:
 
 
 def _check_entity(pack: Pack, entity: EntityDef, diag: Diagnostics) -> None:
-    reverse_names: dict[str, dict[str, Location]] = {}
     for field in entity.fields.values():
         if field.type == "link" and field.entity:
-            _check_link(pack, entity, field, reverse_names, diag)
+            _check_link(pack, entity, field, diag)
         if field.type == "money" and f"{field.name}_currency" in entity.fields:
             diag.fail(
                 f"field {field.name}_currency clashes with the currency of money field {field.name!r}",
@@ -146,12 +145,12 @@ def reverse_name(entity: EntityDef, field: FieldDef) -> str:
     return field.reverse or pluralize(entity.name)
 
 
-def _check_link(pack, entity, field, reverse_names, diag) -> None:
+def _check_link(pack: Pack, entity: EntityDef, field: FieldDef, diag: Diagnostics) -> None:
+    """The target exists, and the reverse list's name is free on it."""
     target = find_entity(pack, field.entity, field.at("entity"), diag, f" in link {entity.name}.{field.name}")
     if target is None:
         return
     name = reverse_name(entity, field)
-    taken = reverse_names.setdefault(target.name, {})
     if name in target.fields:
         diag.fail(
             f"reverse list {name!r} clashes with field {target.name}.{name}",
@@ -164,7 +163,6 @@ def _check_link(pack, entity, field, reverse_names, diag) -> None:
             field.at("reverse"),
             f"set a distinct reverse: on {entity.name}.{field.name}",
         )
-    taken[name] = field.loc
 
 
 def _all_reverse(pack: Pack, target: str, exclude) -> set[str]:

@@ -20,7 +20,7 @@ from hypothesis import settings
 from crm_platform.application import create_app
 from crm_platform.compiler import compile_pack
 from crm_platform.definitions import load_pack
-from crm_platform.errors import DefinitionError
+from crm_platform.errors import DefinitionError, Finding
 from crm_platform.runtime.clock import EvalContext, FixedClock
 
 # In CI the property tests replay the same examples each run, so that a red build
@@ -106,7 +106,7 @@ def findings_of(path) -> list[str]:
     return [f"{f.location}: {f.severity}: {f.message}" for f in compiled.warnings]
 
 
-def errors_of(path) -> list[DefinitionError]:
+def errors_of(path) -> list[Finding]:
     """The findings (objects) of the pack at ``path``; empty if it compiles cleanly."""
     try:
         compiled = compile_dir(path)

@@ -14,7 +14,7 @@ import re
 from decimal import Decimal, InvalidOperation
 
 from ..errors import Location
-from .diagnostics import Diagnostics, did_you_mean, see_docs
+from .diagnostics import Diagnostics, see_docs
 from .model import SYSTEM_FIELDS, EntityDef, FieldDef, FormDef, Ref, SectionDef
 from .parser import SyntaxProblem, parse_expression
 from .source import PosList, PosMap, located
@@ -304,8 +304,3 @@ def _check_sections(entity: EntityDef, diag: Diagnostics) -> None:
                     "list each field in one section",
                 )
             seen.setdefault(ref.name, ref.loc)
-
-
-def suggest_field(name: str, entity: EntityDef, extra=()) -> str | None:
-    """A did-you-mean hint over an entity's field names."""
-    return did_you_mean(name, list(entity.fields) + list(extra))

@@ -1,22 +1,32 @@
 """Entry point: ``flask --app app ...`` finds ``create_app`` here;
-``python app.py`` creates the demo company's tables and serves the CRM."""
+``python app.py`` creates the demo company's tables and users, starts a Huey
+consumer in this process and serves the CRM."""
 
 from __future__ import annotations
 
 import os
 
 from crm_platform.application import create_app
+from crm_platform.seed import seed_demo
+from crm_platform.worker import start_embedded
 
 __all__ = ["create_app"]
 
 
 def main() -> None:
-    """Serve on 127.0.0.1 (``CRM_HOST``/``CRM_PORT`` to change)."""
+    """Serve on 127.0.0.1 (``CRM_HOST``/``CRM_PORT`` to change) with an embedded worker."""
     app = create_app()
-    app.extensions["crm"].init_db()
+    crm = app.extensions["crm"]
+    crm.init_db()
+    if crm.company.slug == "demo" and crm.directory.count() == 0:
+        seed_demo(crm.directory)
+    consumer = start_embedded(crm, workers=int(app.config["WORKERS"]))
     host = os.environ.get("CRM_HOST", "127.0.0.1")
     port = int(os.environ.get("CRM_PORT", "5000"))
-    app.run(host=host, port=port, debug=False, use_reloader=False)
+    try:
+        app.run(host=host, port=port, debug=False, use_reloader=False, threaded=True)
+    finally:
+        consumer.stop(graceful=True)
 
 
 if __name__ == "__main__":

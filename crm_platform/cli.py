@@ -1,4 +1,5 @@
-"""Commands on the app: ``flask --app app check``, ``init-db``, ``rules ...``.
+"""Commands on the app: ``check``, ``init-db``, ``rules ...``, ``create-admin``,
+``seed-demo``, ``worker``, ``explain``, ``outbox ...``.
 
 Each command is a thin shell around a plain function, which the tests call
 too.
@@ -14,7 +15,10 @@ from flask.cli import AppGroup, with_appcontext
 
 from .compiler import compile_pack
 from .definitions import load_pack
-from .errors import DefinitionError, Finding
+from .errors import DefinitionError, Finding, ValidationError
+from .runtime.history import explain_lines
+from .seed import seed_demo
+from .worker import run_standalone
 
 
 def check_pack(directory: Path) -> list[Finding]:
@@ -86,7 +90,103 @@ def rules_source_command(name: str) -> None:
     click.echo(rules[name].python_source())
 
 
+@click.command("create-admin")
+@click.option("--email", prompt=True)
+@click.option("--name", prompt=True)
+@click.password_option()
+@with_appcontext
+def create_admin_command(email: str, name: str, password: str) -> None:
+    """Create a user with every permission (the first admin of a company)."""
+    crm = current_app.extensions["crm"]
+    crm.init_db()
+    roles = ["admin"] if "admin" in crm.compiled.pack.roles else []
+    try:
+        user_id = crm.directory.create_user(email, name, password, roles=roles, superuser=True)
+    except ValidationError as exc:
+        raise click.ClickException("; ".join(f"{k}: {', '.join(v)}" for k, v in exc.errors.items())) from None
+    click.echo(f"admin {email} created (user #{user_id})")
+
+
+@click.command("seed-demo")
+@with_appcontext
+def seed_demo_command() -> None:
+    """Create the demo company's users (password: demo)."""
+    crm = current_app.extensions["crm"]
+    crm.init_db()
+    click.echo(f"{seed_demo(crm.directory)} demo users created")
+
+
+@click.command("worker")
+@click.option("--workers", "-w", default=2, show_default=True, help="Worker threads.")
+@click.option("--no-periodic", is_flag=True, help="Leave the periodic sweep to another worker.")
+@with_appcontext
+def worker_command(workers: int, no_periodic: bool) -> None:
+    """Run a Huey consumer for the company's queue (QUEUE_URL) until stopped."""
+    crm = current_app.extensions["crm"]
+    crm.init_db()
+    run_standalone(crm, workers, periodic=not no_periodic)
+
+
+@click.command("explain")
+@click.argument("entity")
+@click.argument("record_id", type=int)
+@with_appcontext
+def explain_command(entity: str, record_id: int) -> None:
+    """Print the automated history of a record: each change with its rule and reason."""
+    crm = current_app.extensions["crm"]
+    if entity not in crm.compiled.entities:
+        raise click.ClickException(f"there is no entity {entity!r}")
+    compiled = crm.compiled.entities[entity]
+    record = compiled.model.get_or_none(compiled.model.id == record_id)
+    title = f"{compiled.definition.label} #{record_id}"
+    if record is not None:
+        title += f" {compiled.title_of(record)!r}"
+    entries = crm.history.entries(entity, record_id, automated_only=True)
+    if record is None and not entries:
+        raise click.ClickException(f"there is no {compiled.definition.label} #{record_id}")
+    for line in explain_lines(entries, title):
+        click.echo(line)
+
+
+outbox_cli = AppGroup("outbox", help="The actions planned by rules: list, retry, sweep.")
+
+
+@outbox_cli.command("list")
+@click.option("--status", help="Only rows in this state (e.g. failed).")
+def outbox_list_command(status: str | None) -> None:
+    """List actions, newest first."""
+    Outbox = current_app.extensions["crm"].tables.Outbox
+    query = Outbox.select().order_by(Outbox.id.desc()).limit(200)
+    if status:
+        query = query.where(Outbox.status == status)
+    for row in query:
+        line = f"#{row.id} {row.status:<8} {row.kind:<15} {row.entity} #{row.record_id}  rule {row.rule!r}"
+        if row.error:
+            line += f"  error: {row.error}"
+        click.echo(line)
+
+
+@outbox_cli.command("retry")
+@click.argument("outbox_id", type=int)
+def outbox_retry_command(outbox_id: int) -> None:
+    """Run a failed action again."""
+    try:
+        current_app.extensions["crm"].outbox.retry(outbox_id)
+    except LookupError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"action #{outbox_id} queued again")
+
+
+@outbox_cli.command("sweep")
+def outbox_sweep_command() -> None:
+    """Queue again the actions that are stranded."""
+    click.echo(f"{current_app.extensions['crm'].outbox.sweep()} actions queued again")
+
+
 def register(app: Flask) -> None:
     """Attach the commands to ``app``."""
-    for command in (check_command, init_db_command, rules_cli):
+    for command in (
+        check_command, init_db_command, rules_cli, create_admin_command, seed_demo_command, worker_command,
+        explain_command, outbox_cli,
+    ):  # fmt: skip
         app.cli.add_command(command)

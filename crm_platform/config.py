@@ -25,6 +25,14 @@ def defaults(instance_path: str) -> dict:
         "QUEUE_URL": f"sqlite:///{Path(instance_path) / 'queue.sqlite3'}",
         "SMTP_URL": None,
         "SECRET_KEY": None,
+        "MAIL_FROM": None,  # default crm@COMPANY.example.com
+        "WEBHOOK_SECRET": None,
+        "RULE_CHAIN_LIMIT": 10,
+        "ACTION_LEASE_SECONDS": 300,
+        "ACTION_MAX_ATTEMPTS": 5,
+        "ACTION_RETRY_BASE_SECONDS": 10,
+        "OUTBOX_REQUEUE_SECONDS": 600,
+        "WORKERS": 2,
     }
 
 

@@ -1,21 +1,52 @@
 """The engine as a Flask extension: ``app.extensions["crm"]``.
 
-It knows the company's pack directory and database, and compiles the pack
-on first use (not at import, not in ``create_app``), so that commands such
-as ``check`` work even while the project's own pack is broken.
+It is the composition root of one company: its pack, database, queue,
+mailer and clock, and the runtime parts made from them (the write path, the
+outbox, the action runner). Each part is built on first use (not at import,
+not in ``create_app``), so commands such as ``check`` work even while the
+project's own pack is broken, and a worker builds only what it runs.
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import peewee as pw
 from flask import Flask
 
+from .actions import EXECUTORS
+from .actions.email import Templates
+from .actions.mailer import make_mailer
+from .actions.run import ActionRunner, PermanentFailure
 from .compiler import CompiledApp, compile_pack
 from .definitions import load_pack
+from .runtime.clock import EvalContext, SystemClock
+from .runtime.history import History
+from .runtime.outbox import Outbox, OutboxSettings
+from .runtime.permissions import Permissions
+from .runtime.records import Records, WriteSettings
+from .runtime.tables import SystemTables, system_tables
+from .runtime.users import Directory
 from .store import open_database
+from .worker import Queue, make_huey
+
+
+def lazy(build):
+    """A part built on first use, once, even when threads ask for it together."""
+    name = build.__name__
+
+    def get(self):
+        try:
+            return self.__dict__[name]
+        except KeyError:
+            with self._lock:
+                if name not in self.__dict__:
+                    self.__dict__[name] = build(self)
+                return self.__dict__[name]
+
+    return property(get, doc=build.__doc__)
 
 
 @dataclass
@@ -28,17 +59,18 @@ class Company:
 
 
 class CRM:
-    """Holds the company (one per instance for now) and its compiled app."""
+    """One company's running platform."""
 
     def __init__(self, app: Flask | None = None):
         self.company: Company | None = None
-        self._compiled: CompiledApp | None = None
-        self._database: pw.Database | None = None
+        self.config: dict = {}
+        self._lock = threading.RLock()  # web threads and embedded workers build parts lazily
         if app is not None:
             self.init_app(app)
 
     def init_app(self, app: Flask) -> None:
         """Register with ``app`` and read the company from its config."""
+        self.config = app.config
         self.company = Company(
             slug=app.config["COMPANY"],
             pack_dir=Path(app.config["PACK_DIR"]),
@@ -46,22 +78,118 @@ class CRM:
         )
         app.extensions["crm"] = self
 
-    @property
+    # --- definitions and storage --------------------------------------------
+
+    @lazy
     def compiled(self) -> CompiledApp:
         """The company's compiled definitions (raises ``DefinitionError`` if broken)."""
-        if self._compiled is None:
-            self._compiled = compile_pack(load_pack(self.company.pack_dir))
-            self._compiled.bind(self.database)
-        return self._compiled
+        compiled = compile_pack(load_pack(self.company.pack_dir))
+        compiled.bind(self.database)
+        return compiled
+
+    @lazy
+    def database(self) -> pw.Database:
+        return open_database(self.company.database_url)
+
+    @lazy
+    def tables(self) -> SystemTables:
+        return system_tables(self.database)
 
     @property
-    def database(self) -> pw.Database:
-        if self._database is None:
-            self._database = open_database(self.company.database_url)
-        return self._database
+    def settings(self):
+        """The company settings from ``pack.yaml`` (name, currency, locale, time zone)."""
+        return self.compiled.pack.settings
+
+    @lazy
+    def definition_version(self) -> int:
+        """The number of this content of the definitions ("v3"), the same for every process."""
+        Version = self.tables.DefinitionVersion
+        digest = self.compiled.version
+        Version.insert(digest=digest, created_at=self.clock.utcnow()).on_conflict_ignore().execute()
+        return Version.get(Version.digest == digest).id
 
     def init_db(self) -> list[str]:
-        """Create the tables of the compiled models; return the tables now present."""
+        """Create the platform's and the entities' tables; return the tables now present."""
         with self.database.connection_context():
+            self.tables.create_tables()
             self.compiled.create_tables()
             return self.database.get_tables()
+
+    # --- the runtime ------------------------------------------------------------
+
+    @lazy
+    def clock(self):
+        return self.config.get("CLOCK") or SystemClock()
+
+    @lazy
+    def ctx(self) -> EvalContext:
+        return EvalContext(self.clock, self.settings.timezone)
+
+    @lazy
+    def directory(self) -> Directory:
+        pack = self.compiled.pack
+        return Directory(self.tables, self.clock, pack.teams, pack.roles)
+
+    @lazy
+    def permissions(self) -> Permissions:
+        return Permissions(self.compiled.pack)
+
+    @lazy
+    def history(self) -> History:
+        return History(self.tables)
+
+    @lazy
+    def outbox(self) -> Outbox:
+        c = self.config
+        settings = OutboxSettings(
+            lease_seconds=float(c.get("ACTION_LEASE_SECONDS", 300)),
+            requeue_after_seconds=float(c.get("OUTBOX_REQUEUE_SECONDS", 600)),
+            max_attempts=int(c.get("ACTION_MAX_ATTEMPTS", 5)),
+            retry_base_seconds=float(c.get("ACTION_RETRY_BASE_SECONDS", 10)),
+        )
+        return Outbox(self.tables, self.clock, lambda *args: self.queue.enqueue(*args), settings)
+
+    @lazy
+    def records(self) -> Records:
+        """The one write path."""
+        return Records(
+            self.compiled,
+            self.directory,
+            self.permissions,
+            self.history,
+            self.outbox,
+            self.ctx,
+            self.definition_version,
+            WriteSettings(chain_limit=int(self.config.get("RULE_CHAIN_LIMIT", 10))),
+        )
+
+    @lazy
+    def queue(self) -> Queue:
+        return Queue(make_huey(self.config["QUEUE_URL"], f"crm-{self.company.slug}"), self)
+
+    @lazy
+    def runner(self) -> ActionRunner:
+        return ActionRunner(self, EXECUTORS)
+
+    @lazy
+    def mailer(self):
+        return make_mailer(self.config.get("SMTP_URL"))
+
+    @lazy
+    def templates(self) -> Templates:
+        return Templates(self.company.pack_dir, self.settings.name)
+
+    @property
+    def mail_from(self) -> str:
+        return self.config.get("MAIL_FROM") or f"crm@{self.company.slug}.example.com"
+
+    @property
+    def webhook_secret(self) -> str:
+        secret = self.config.get("WEBHOOK_SECRET")
+        if not secret:
+            raise PermanentFailure("set WEBHOOK_SECRET to sign webhooks")
+        return secret
+
+    @property
+    def webhook_timeout(self) -> float:
+        return float(self.config.get("WEBHOOK_TIMEOUT_SECONDS", 10))

@@ -88,6 +88,9 @@ class ValidationError(CRMError):
 class PermissionDenied(CRMError):
     """The acting user may not do this."""
 
+    def __reduce__(self):
+        return (type(self), (str(self),))
+
 
 class TransitionNotAllowed(CRMError):
     """A stage change was refused; ``reasons`` says why, for the person."""
@@ -101,4 +104,16 @@ class TransitionNotAllowed(CRMError):
 
 
 class ConflictError(CRMError):
-    """A write was based on a stale version of a record."""
+    """A write was based on a stale version of a record; ``fields`` changed meanwhile."""
+
+    def __init__(self, message: str, fields: list[str] | None = None, current_version: int | None = None):
+        self.fields = list(fields or [])
+        self.current_version = current_version
+        super().__init__(message)
+
+    def __reduce__(self):
+        return (type(self), (str(self), self.fields, self.current_version))
+
+
+class NotFound(CRMError):
+    """No record (or user) with that id, or not one the actor may see."""

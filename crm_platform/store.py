@@ -20,5 +20,7 @@ def open_database(url: str) -> pw.Database:
         path = url[len("sqlite:///") :]
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        return pw.SqliteDatabase(path, pragmas=SQLITE_PRAGMAS)
+        # BEGIN IMMEDIATE: a transaction takes the write lock when it starts, so one
+        # that reads and then writes never fails to upgrade its lock under concurrency.
+        return pw.SqliteDatabase(path, pragmas=SQLITE_PRAGMAS, lock_type="IMMEDIATE")
     return connect(url)

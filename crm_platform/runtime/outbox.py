@@ -1,0 +1,262 @@
+"""The transactional outbox between the database and the queue.
+
+Actions are written as rows in the same transaction as the change that
+triggered them, and handed to the queue only after that transaction
+commits. Huey delivers a task at most once (a task running when its worker
+is killed is gone), so the rows, not the queue, are the truth: a worker
+claims a row with a lease before running it, and a periodic sweep hands
+back to the queue whatever is stranded (never handed over, or claimed by a
+worker whose lease ran out). Each row's key is its idempotency key.
+
+Row states: ``waiting`` (for the rule's previous action), ``pending``
+(committed, not yet queued), ``queued``, ``running``, ``retrying`` (queued
+again after a failure, at ``due_at``), ``done``, ``failed``, ``skipped``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import peewee as pw
+
+from ..definitions import nodes as n
+from .events import Change, PlannedAction
+from .tables import SystemTables
+
+log = logging.getLogger("crm.outbox")
+
+RUNNABLE = ("pending", "queued", "retrying")
+
+
+@dataclass(frozen=True)
+class OutboxSettings:
+    lease_seconds: float = 300.0  # how long a worker may run one action before others may take it over
+    requeue_after_seconds: float = 600.0  # a queued row not started by then is queued again
+    handoff_grace_seconds: float = 5.0  # a committed row not queued by then was missed by its handoff
+    max_attempts: int = 5
+    retry_base_seconds: float = 10.0  # 10 s, 20 s, 40 s, ... between attempts
+    retry_max_seconds: float = 3600.0
+
+
+class Outbox:
+    """Plans, hands over, claims and settles action rows."""
+
+    def __init__(self, tables: SystemTables, clock, enqueue: Callable, settings: OutboxSettings):
+        self.tables = tables
+        self.clock = clock
+        self.enqueue = enqueue  # enqueue(kind, outbox_id, eta) -> None
+        self.settings = settings
+
+    # --- inside the change's transaction ---------------------------------
+
+    def plan(self, change: Change, planned: list[PlannedAction], definition_version: int, snapshot: dict) -> list[int]:
+        """Write the rows of ``planned`` and hand them over once the transaction commits."""
+        Outbox = self.tables.Outbox
+        now = self.clock.utcnow()
+        ids, previous = [], None
+        for item in planned:
+            node = item.action.node
+            due_at = now + _delay(node.delay) if isinstance(node, n.FollowUp) else None
+            after = previous if item.chained else None
+            row_id = Outbox.insert(
+                key=f"{change.audit_id}/{item.rule.name}/{item.path}",
+                kind=kind_of(node),
+                entity=change.entity,
+                record_id=change.record.id,
+                rule=item.rule.name,
+                path=item.path,
+                definition_version=definition_version,
+                payload={"v": 1, "reason": item.reason, "snapshot": snapshot},
+                depth=change.depth + 1,
+                after=after,
+                status="waiting" if after else "pending",
+                due_at=due_at,
+                created_at=now,
+            ).execute()
+            ids.append(row_id)
+            if not isinstance(node, n.FollowUp):
+                previous = row_id
+        self.after_commit(ids)
+        return ids
+
+    def plan_children(self, parent, actions, definition_version: int) -> list[int]:
+        """Rows for the actions inside a follow-up whose time has come, chained in order."""
+        Outbox = self.tables.Outbox
+        now = self.clock.utcnow()
+        ids, previous = [], None
+        for index, action in enumerate(actions, start=1):
+            row_id = Outbox.insert(
+                key=f"{parent.key}.{index}",
+                kind=kind_of(action.node),
+                entity=parent.entity,
+                record_id=parent.record_id,
+                rule=parent.rule,
+                path=f"{parent.path}.{index}",
+                definition_version=definition_version,
+                payload=parent.payload,
+                depth=parent.depth,
+                after=previous,
+                status="waiting" if previous else "pending",
+                created_at=now,
+            ).execute()
+            ids.append(row_id)
+            previous = row_id
+        self.after_commit(ids)
+        return ids
+
+    def after_commit(self, ids: list[int]) -> None:
+        if ids:
+            self.tables.database.after_commit(lambda: self.hand_off(ids))
+
+    # --- between the database and the queue ------------------------------
+
+    def hand_off(self, ids: list[int]) -> None:
+        """Queue the pending rows among ``ids``. A row whose queueing fails stays
+        pending, and the sweep queues it later."""
+        Outbox = self.tables.Outbox
+        rows = list(Outbox.select().where(Outbox.id.in_(ids) & (Outbox.status == "pending")))
+        for row in rows:
+            try:
+                self._enqueue(row)
+            except OSError as exc:  # the queue's storage is unreachable: the sweep retries
+                log.warning("could not queue action %s (%s); the sweep will", row.id, exc)
+
+    def _enqueue(self, row) -> None:
+        Outbox = self.tables.Outbox
+        now = self.clock.utcnow()
+        eta = row.due_at if row.due_at and row.due_at > now else None
+        self.enqueue(row.kind, row.id, eta)
+        # In immediate mode (unit tests) the action has run by now: only a row
+        # still waiting for its worker becomes "queued".
+        Outbox.update(status="queued", enqueued_at=now).where(
+            (Outbox.id == row.id) & (Outbox.status.in_(("pending", "queued", "retrying")))
+        ).execute()
+
+    def claim(self, outbox_id: int):
+        """Take a row for running; None if it is not runnable (done, taken, not due)."""
+        Outbox = self.tables.Outbox
+        now = self.clock.utcnow()
+        lease = now + dt.timedelta(seconds=self.settings.lease_seconds)
+        with self.tables.database.atomic():
+            claimed = (
+                Outbox.update(status="running", lease_until=lease, attempts=Outbox.attempts + 1)
+                .where(
+                    (Outbox.id == outbox_id)
+                    & (
+                        (Outbox.status.in_(RUNNABLE) & (Outbox.due_at.is_null() | (Outbox.due_at <= now)))
+                        | ((Outbox.status == "running") & (Outbox.lease_until < now))
+                    )
+                )
+                .execute()
+            )
+        return Outbox.get_by_id(outbox_id) if claimed else None
+
+    def complete(self, row, result: str | None) -> None:
+        """Mark a row done and release the action that waits for it (call inside the effect's transaction)."""
+        Outbox = self.tables.Outbox
+        Outbox.update(status="done", result=result, error=None, finished_at=self.clock.utcnow()).where(
+            Outbox.id == row.id
+        ).execute()
+        self._release_next(row.id)
+
+    def skip(self, row, why: str) -> None:
+        """Mark a row skipped (its rule is gone, its record deleted, its condition no longer holds)."""
+        Outbox = self.tables.Outbox
+        Outbox.update(status="skipped", result=why, finished_at=self.clock.utcnow()).where(
+            Outbox.id == row.id
+        ).execute()
+        self._release_next(row.id)
+
+    def _release_next(self, row_id: int) -> None:
+        Outbox = self.tables.Outbox
+        successors = [r.id for r in Outbox.select(Outbox.id).where(Outbox.after == row_id)]
+        if successors:
+            Outbox.update(status="pending").where(Outbox.id.in_(successors) & (Outbox.status == "waiting")).execute()
+            self.after_commit(successors)
+
+    def fail(self, row, error: str, permanent: bool) -> bool:
+        """Record a failed attempt; queue a retry with backoff unless the error is
+        permanent or the attempts are used up. Returns True if it failed for good."""
+        Outbox = self.tables.Outbox
+        now = self.clock.utcnow()
+        final = permanent or row.attempts >= self.settings.max_attempts
+        if final:
+            Outbox.update(status="failed", error=error, finished_at=now, lease_until=None).where(
+                Outbox.id == row.id
+            ).execute()
+            return True
+        delay = min(self.settings.retry_base_seconds * 2 ** (row.attempts - 1), self.settings.retry_max_seconds)
+        due = now + dt.timedelta(seconds=delay)
+        Outbox.update(status="retrying", error=error, due_at=due, lease_until=None, enqueued_at=now).where(
+            Outbox.id == row.id
+        ).execute()
+        self.enqueue(row.kind, row.id, due)
+        return False
+
+    def retry(self, outbox_id: int) -> None:
+        """An admin's retry of a failed action: it runs again, with fresh attempts."""
+        Outbox = self.tables.Outbox
+        with self.tables.database.atomic():
+            changed = (
+                Outbox.update(status="pending", attempts=0, due_at=None, error=None, finished_at=None)
+                .where((Outbox.id == outbox_id) & (Outbox.status == "failed"))
+                .execute()
+            )
+            if not changed:
+                raise LookupError(f"action {outbox_id} is not a failed action")
+            self.after_commit([outbox_id])
+
+    # --- the safety net ----------------------------------------------------
+
+    def sweep(self) -> int:
+        """Queue again what is stranded; returns how many rows were queued."""
+        Outbox = self.tables.Outbox
+        now = self.clock.utcnow()
+        s = self.settings
+        missed = (Outbox.status == "pending") & (
+            Outbox.created_at <= now - dt.timedelta(seconds=s.handoff_grace_seconds)
+        )
+        stuck = (
+            Outbox.status.in_(("queued", "retrying"))
+            & (Outbox.due_at.is_null() | (Outbox.due_at <= now))
+            & (Outbox.enqueued_at <= now - dt.timedelta(seconds=s.requeue_after_seconds))
+        )
+        abandoned = (Outbox.status == "running") & (Outbox.lease_until < now)
+        rows = list(Outbox.select().where(missed | stuck | abandoned).order_by(Outbox.id))
+        for row in rows:
+            if row.status == "running":
+                log.warning("action %s was abandoned by its worker; queueing it again", row.id)
+                Outbox.update(status="queued").where(
+                    (Outbox.id == row.id) & (Outbox.status == "running") & (Outbox.lease_until < now)
+                ).execute()
+            self._enqueue(row)
+        return len(rows)
+
+    def counts(self) -> dict[str, int]:
+        """Rows per state, for the console and the tests."""
+        Outbox = self.tables.Outbox
+        query = Outbox.select(Outbox.status, pw.fn.COUNT(Outbox.id).alias("n")).group_by(Outbox.status)
+        return {row.status: row.n for row in query}
+
+
+def kind_of(node: n.Action) -> str:
+    """The action kind (and Huey task) that runs ``node``."""
+    return {
+        n.Assign: "assign",
+        n.SetField: "set_field",
+        n.Create: "create",
+        n.SendEmail: "send_email",
+        n.FollowUp: "follow_up",
+        n.Escalate: "escalate",
+        n.Notify: "notify",
+        n.Webhook: "webhook",
+        n.Move: "move",
+        n.AddToCampaign: "add_to_campaign",
+    }[type(node)]
+
+
+def _delay(duration: n.Duration) -> dt.timedelta:
+    return dt.timedelta(**{duration.unit: duration.amount})

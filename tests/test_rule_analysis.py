@@ -212,14 +212,14 @@ CYCLE_HINT = (
 
 def test_a_rule_that_fires_itself_is_a_cycle(broken_pack):
     assert findings_of(broken_pack("rule-cycle-self")) == [
-        "rules/leads.rules:19:6: error: rules can trigger each other in a cycle: "
+        "rules/leads.rules:19:6: warning: rules can trigger each other in a cycle: "
         "'Score engaged leads' sets lead.score -> 'Score engaged leads'"
     ]
 
 
 def test_two_rules_firing_each_other_are_one_cycle_reported_at_the_first(broken_pack):
     assert findings_of(broken_pack("rule-cycle-two-rules")) == [
-        "rules/leads.rules:19:6: error: rules can trigger each other in a cycle: "
+        "rules/leads.rules:19:6: warning: rules can trigger each other in a cycle: "
         "'Score from budget' sets lead.score -> 'Budget from score' sets lead.budget -> 'Score from budget'"
     ]
 
@@ -261,7 +261,7 @@ def test_moving_to_another_stage_on_entering_a_stage_is_no_cycle(pack_dir):
 def test_moving_into_the_stage_a_rule_enters_on_is_a_cycle(pack_dir):
     edit(pack_dir / "rules" / "deals.rules", "owner = deal.owner)\n", "owner = deal.owner)\n    move deal to won\n")
     assert findings_of(pack_dir) == [
-        "rules/deals.rules:7:6: error: rules can trigger each other in a cycle: "
+        "rules/deals.rules:7:6: warning: rules can trigger each other in a cycle: "
         "'Won deal follow-up' moves deal to won -> 'Won deal follow-up'"
     ]
 
@@ -273,7 +273,7 @@ def test_two_rules_moving_a_record_back_and_forth_are_a_cycle(pack_dir):
         rules.read_text() + '\nrule "Reopen lost deals"\n  on deal enters lost\n  then\n    move deal to won\n'
     )
     assert findings_of(pack_dir) == [
-        "rules/deals.rules:7:6: error: rules can trigger each other in a cycle: "
+        "rules/deals.rules:7:6: warning: rules can trigger each other in a cycle: "
         "'Won deal follow-up' moves deal to lost -> 'Reopen lost deals' moves deal to won -> 'Won deal follow-up'"
     ]
 
@@ -306,7 +306,7 @@ def test_setting_the_value_another_rule_waits_for_closes_the_cycle(pack_dir):
         + '\nrule "Back to events"\n  on lead code changed to "EV-1"\n  then\n    set lead.source = "event"\n'
     )
     assert findings_of(pack_dir) == [
-        "rules/leads.rules:19:6: error: rules can trigger each other in a cycle: "
+        "rules/leads.rules:19:6: warning: rules can trigger each other in a cycle: "
         "'Flag events' sets lead.code -> 'Back to events' sets lead.source -> 'Flag events'"
     ]
 

@@ -82,6 +82,7 @@ class SMTPMailer:
     def _transaction(self, smtp: smtplib.SMTP, message: EmailMessage, commit_point) -> str:
         sender = message["From"].addresses[0].addr_spec
         recipients = [a.addr_spec for header in ("To", "Cc") if message[header] for a in message[header].addresses]
+        smtp.ehlo_or_helo_if_needed()
         code, reply = smtp.mail(sender)
         if code != 250:
             raise smtplib.SMTPSenderRefused(code, reply, sender)

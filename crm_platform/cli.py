@@ -183,10 +183,27 @@ def outbox_sweep_command() -> None:
     click.echo(f"{current_app.extensions['crm'].outbox.sweep()} actions queued again")
 
 
+mail_cli = AppGroup("mail", help="The email the platform sent or kept.")
+
+
+@mail_cli.command("list")
+@click.option("--status", help="Only messages in this state: kept, handed_over, sent.")
+def mail_list_command(status: str | None) -> None:
+    """List email, newest first (without SMTP_URL, messages are kept here instead of sent)."""
+    Mail = current_app.extensions["crm"].tables.Mail
+    query = Mail.select().order_by(Mail.id.desc()).limit(200)
+    if status:
+        query = query.where(Mail.status == status)
+    for row in query:
+        record = f"{row.entity} #{row.record_id}" if row.entity else "-"
+        when = f"{row.created_at:%Y-%m-%d %H:%M}"
+        click.echo(f"#{row.id} {when} {row.status:<11} {row.recipient}  {row.subject}  ({record})")
+
+
 def register(app: Flask) -> None:
     """Attach the commands to ``app``."""
     for command in (
         check_command, init_db_command, rules_cli, create_admin_command, seed_demo_command, worker_command,
-        explain_command, outbox_cli,
+        explain_command, outbox_cli, mail_cli,
     ):  # fmt: skip
         app.cli.add_command(command)

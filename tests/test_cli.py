@@ -3,7 +3,13 @@ exits non-zero on errors; ``init-db`` and ``rules`` work on the project."""
 
 from __future__ import annotations
 
-from .conftest import GOOD
+import datetime as dt
+
+from crm_platform.application import create_app
+from crm_platform.runtime.clock import FixedClock
+from crm_platform.runtime.users import Actor
+
+from .conftest import GOOD, PROJECT
 
 
 def test_check_good_pack_prints_nothing_and_exits_0(runner):
@@ -88,3 +94,22 @@ def test_rules_source_of_an_unknown_rule_is_an_error(runner):
     result = runner.invoke(args=["rules", "source", "No such rule"])
     assert result.exit_code != 0
     assert "no rule named 'No such rule'" in result.output
+
+
+def test_mail_list_shows_the_email_kept_without_smtp(tmp_path):
+    app = create_app(
+        {
+            "TESTING": True,
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'crm.sqlite3'}",
+            "QUEUE_URL": "memory://",
+            "PACK_DIR": str(PROJECT),
+            "CLOCK": FixedClock(dt.datetime(2026, 11, 23, 10, 0)),
+        }
+    )
+    crm = app.extensions["crm"]
+    crm.init_db()
+    crm.records.create("lead", {"first_name": "Kim", "last_name": "Adler", "email": "kim@x.de"}, Actor.system(), "form")
+    result = app.test_cli_runner().invoke(args=["mail", "list", "--status", "kept"])
+    assert result.exit_code == 0
+    assert result.output == "#1 2026-11-23 10:00 kept        kim@x.de  Thanks for your interest, Kim  (lead #1)\n"
+    assert app.test_cli_runner().invoke(args=["mail", "list", "--status", "sent"]).output == ""

@@ -18,7 +18,10 @@ written with ``insert``/``update`` queries here and nowhere else.
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass
+
+import peewee as pw
 
 from ..compiler.compiled import CompiledApp, CompiledEntity
 from ..errors import ConflictError, NotFound, ValidationError
@@ -109,7 +112,8 @@ class Records:
         record.version = 1
         self._compute(ce, record)
         with self._transaction():
-            record.id = ce.model.insert({k: val for k, val in record.__data__.items() if k != "id"}).execute()
+            with self._unique_race(ce, record):
+                record.id = ce.model.insert({k: val for k, val in record.__data__.items() if k != "id"}).execute()
             changes = {
                 name: [None, value]
                 for name, value in v.snapshot(ce.definition, record).items()
@@ -232,6 +236,17 @@ class Records:
         if errors:
             raise ValidationError(errors)
 
+    @contextmanager
+    def _unique_race(self, ce: CompiledEntity, record):
+        """A unique value taken by a concurrent write after the check: the same field message."""
+        try:
+            with self.outbox.tables.database.atomic():
+                yield
+        except pw.IntegrityError:
+            unique = [f.name for f in ce.definition.fields.values() if f.unique]
+            self._check_unique(ce, record, dict.fromkeys(unique))
+            raise
+
     def _compute(self, ce: CompiledEntity, record) -> None:
         for name, expression in ce.computed:
             setattr(record, name, expression(record, self.ctx))
@@ -283,7 +298,8 @@ class Records:
             columns = {model._meta.fields[name]: new for name, (_, new) in changed.items()}
             columns[model.version] = record.version
             columns[model.updated_at] = record.updated_at
-            saved = model.update(columns).where((model.id == record.id) & (model.version == based_on)).execute()
+            with self._unique_race(ce, record):
+                saved = model.update(columns).where((model.id == record.id) & (model.version == based_on)).execute()
             if not saved:
                 raise self._conflict(ce, record.id, based_on)
             audit_changes = {name: [v.to_json(a), v.to_json(b)] for name, (a, b) in changed.items()}

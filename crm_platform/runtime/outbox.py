@@ -52,11 +52,18 @@ class Outbox:
 
     # --- inside the change's transaction ---------------------------------
 
-    def plan(self, change: Change, planned: list[PlannedAction], definition_version: int, snapshot: dict) -> list[int]:
-        """Write the rows of ``planned`` and hand them over once the transaction commits."""
+    def plan(self, change: Change, planned: list[PlannedAction], definition_version: int, snapshot=None) -> list[int]:
+        """Write the rows of ``planned`` and hand them over once the transaction commits.
+
+        ``snapshot`` (the record's values) is kept only for a deleted record,
+        whose actions cannot read it any more.
+        """
         Outbox = self.tables.Outbox
         now = self.clock.utcnow()
-        ids, previous = [], None
+        payload = {"v": 1, "reason": None}
+        if snapshot is not None:
+            payload["snapshot"] = snapshot
+        ids, ready, previous = [], [], None
         for item in planned:
             node = item.action.node
             due_at = now + _delay(node.delay) if isinstance(node, n.FollowUp) else None
@@ -69,7 +76,7 @@ class Outbox:
                 rule=item.rule.name,
                 path=item.path,
                 definition_version=definition_version,
-                payload={"v": 1, "reason": item.reason, "snapshot": snapshot},
+                payload={**payload, "reason": item.reason},
                 depth=change.depth + 1,
                 after=after,
                 status="waiting" if after else "pending",
@@ -77,9 +84,11 @@ class Outbox:
                 created_at=now,
             ).execute()
             ids.append(row_id)
+            if after is None:
+                ready.append((row_id, kind_of(node), due_at))
             if not isinstance(node, n.FollowUp):
                 previous = row_id
-        self.after_commit(ids)
+        self.after_commit(ready)
         return ids
 
     def plan_children(self, parent, actions, definition_version: int) -> list[int]:
@@ -87,6 +96,7 @@ class Outbox:
         Outbox = self.tables.Outbox
         now = self.clock.utcnow()
         ids, previous = [], None
+        ready = []
         for index, action in enumerate(actions, start=1):
             row_id = Outbox.insert(
                 key=f"{parent.key}.{index}",
@@ -103,37 +113,45 @@ class Outbox:
                 created_at=now,
             ).execute()
             ids.append(row_id)
+            if previous is None:
+                ready.append((row_id, kind_of(action.node), None))
             previous = row_id
-        self.after_commit(ids)
+        self.after_commit(ready)
         return ids
 
-    def after_commit(self, ids: list[int]) -> None:
-        if ids:
-            self.tables.database.after_commit(lambda: self.hand_off(ids))
+    def after_commit(self, ready: list[tuple[int, str, dt.datetime | None]]) -> None:
+        """Hand ``ready`` rows (id, kind, due_at) to the queue once the transaction commits."""
+        if ready:
+            self.tables.database.after_commit(lambda: self.hand_off(ready))
 
     # --- between the database and the queue ------------------------------
 
-    def hand_off(self, ids: list[int]) -> None:
-        """Queue the pending rows among ``ids``. A row whose queueing fails stays
-        pending, and the sweep queues it later."""
-        Outbox = self.tables.Outbox
-        rows = list(Outbox.select().where(Outbox.id.in_(ids) & (Outbox.status == "pending")))
-        for row in rows:
-            try:
-                self._enqueue(row)
-            except OSError as exc:  # the queue's storage is unreachable: the sweep retries
-                log.warning("could not queue action %s (%s); the sweep will", row.id, exc)
+    def hand_off(self, ready: list[tuple[int, str, dt.datetime | None]]) -> None:
+        """Queue ``ready`` rows (id, kind, due_at) and mark them queued.
 
-    def _enqueue(self, row) -> None:
-        Outbox = self.tables.Outbox
+        This runs after the change committed, so it must not fail the change: a
+        row the queue does not take stays pending, and the sweep queues it later.
+        """
         now = self.clock.utcnow()
-        eta = row.due_at if row.due_at and row.due_at > now else None
-        self.enqueue(row.kind, row.id, eta)
-        # In immediate mode (unit tests) the action has run by now: only a row
-        # still waiting for its worker becomes "queued".
-        Outbox.update(status="queued", enqueued_at=now).where(
-            (Outbox.id == row.id) & (Outbox.status.in_(("pending", "queued", "retrying")))
-        ).execute()
+        queued = []
+        for row_id, kind, due_at in ready:
+            try:
+                self.enqueue(kind, row_id, due_at if due_at and due_at > now else None)
+            except Exception:  # noqa: BLE001 - the queue is down or locked: logged, left to the sweep
+                log.warning("could not queue action %s; the sweep will", row_id, exc_info=True)
+                continue
+            queued.append(row_id)
+        if not queued:
+            return
+        Outbox = self.tables.Outbox
+        try:
+            # In immediate mode (unit tests) the actions have run by now: only rows
+            # still waiting for a worker become "queued".
+            Outbox.update(status="queued", enqueued_at=now).where(
+                Outbox.id.in_(queued) & Outbox.status.in_(RUNNABLE)
+            ).execute()
+        except pw.OperationalError:  # still pending: the sweep queues them again, the claim stops a double run
+            log.warning("could not mark actions %s queued", queued, exc_info=True)
 
     def claim(self, outbox_id: int):
         """Take a row for running; None if it is not runnable (done, taken, not due)."""
@@ -172,10 +190,14 @@ class Outbox:
 
     def _release_next(self, row_id: int) -> None:
         Outbox = self.tables.Outbox
-        successors = [r.id for r in Outbox.select(Outbox.id).where(Outbox.after == row_id)]
+        successors = list(
+            Outbox.select(Outbox.id, Outbox.kind, Outbox.due_at).where(
+                (Outbox.after == row_id) & (Outbox.status == "waiting")
+            )
+        )
         if successors:
-            Outbox.update(status="pending").where(Outbox.id.in_(successors) & (Outbox.status == "waiting")).execute()
-            self.after_commit(successors)
+            Outbox.update(status="pending").where(Outbox.id.in_([r.id for r in successors])).execute()
+            self.after_commit([(r.id, r.kind, r.due_at) for r in successors])
 
     def fail(self, row, error: str, permanent: bool) -> bool:
         """Record a failed attempt; queue a retry with backoff unless the error is
@@ -207,7 +229,8 @@ class Outbox:
             )
             if not changed:
                 raise LookupError(f"action {outbox_id} is not a failed action")
-            self.after_commit([outbox_id])
+            row = Outbox.get_by_id(outbox_id)
+            self.after_commit([(row.id, row.kind, None)])
 
     # --- the safety net ----------------------------------------------------
 
@@ -225,14 +248,15 @@ class Outbox:
             & (Outbox.enqueued_at <= now - dt.timedelta(seconds=s.requeue_after_seconds))
         )
         abandoned = (Outbox.status == "running") & (Outbox.lease_until < now)
-        rows = list(Outbox.select().where(missed | stuck | abandoned).order_by(Outbox.id))
+        fields = (Outbox.id, Outbox.kind, Outbox.due_at, Outbox.status)
+        rows = list(Outbox.select(*fields).where(missed | stuck | abandoned).order_by(Outbox.id))
         for row in rows:
             if row.status == "running":
                 log.warning("action %s was abandoned by its worker; queueing it again", row.id)
                 Outbox.update(status="queued").where(
                     (Outbox.id == row.id) & (Outbox.status == "running") & (Outbox.lease_until < now)
                 ).execute()
-            self._enqueue(row)
+        self.hand_off([(row.id, row.kind, row.due_at) for row in rows])
         return len(rows)
 
     def counts(self) -> dict[str, int]:

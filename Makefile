@@ -38,6 +38,9 @@ format: $(VENV)/.dev
 
 bench: $(VENV)/.dev
 	$(BIN)/python bench/conditions.py
+	$(BIN)/python bench/write_path.py
+	$(BIN)/python bench/dispatch.py
+	$(BIN)/python bench/workers.py
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache

@@ -49,7 +49,7 @@ TYPES = {
         "lead",
         "last_name",
         pw.CharField,
-        {"title": "Last name", "type": "string", "maxLength": 255, "x-field-type": "string"},
+        {"title": "Last name", "type": "string", "minLength": 1, "maxLength": 255, "x-field-type": "string"},
     ),
     "text": ("lead", "notes", pw.TextField, {"title": "Notes", "type": ["string", "null"], "x-field-type": "text"}),
     "email": (

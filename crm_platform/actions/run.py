@@ -92,10 +92,12 @@ class ActionRunner:
                 return "skipped"
             executor = self.executors[row.kind]
             if getattr(executor, "settles_itself", False):
-                return executor(run)  # it commits its effect and the row at its own point
+                # Email and webhooks talk to other servers: no write lock is held meanwhile,
+                # and they settle the row themselves at their commit point.
+                return executor(run)
             with self.engine.database.atomic():
                 result = executor(run)
-                self._done(run, result)
+                self.settle(run, result)
             return result
         except Skip as why:
             with self.engine.database.atomic():
@@ -127,8 +129,8 @@ class ActionRunner:
             record = SimpleNamespace(**row.payload.get("snapshot", {}))
         return ActionRun(engine, row, rule, action, entity, record)
 
-    def _done(self, run: ActionRun, result: str) -> None:
-        """Put the result on the timeline and settle the row (inside the effect's transaction)."""
+    def settle(self, run: ActionRun, result: str) -> None:
+        """Put the result on the timeline and mark the row done (inside the effect's transaction)."""
         self._note(run.row, "action", result, reason=run.row.payload.get("reason"))
         self.engine.outbox.complete(run.row, result)
 

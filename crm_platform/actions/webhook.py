@@ -52,4 +52,11 @@ def webhook(run: ActionRun) -> str:
         if 400 <= exc.code < 500 and exc.code not in (408, 429):
             raise PermanentFailure(f"webhook {url} answered {exc.code} {exc.reason}") from None
         raise
-    return f"webhook {url} answered {status}"
+    result = f"webhook {url} answered {status}"
+    with engine.database.atomic():
+        engine.runner.settle(run, result)
+    return result
+
+
+# The HTTP call runs outside a transaction, so no database write lock is held while it waits.
+webhook.settles_itself = True

@@ -57,6 +57,8 @@ def field_schema(field: FieldDef, teams: list[str]) -> dict:
         schema["description"] = field.help
     if kind in ("string", "text", "email", "phone", "url"):
         schema["type"] = "string"
+        if field.required:
+            schema["minLength"] = 1  # a required text may not be left blank
         if field.max_length:
             schema["maxLength"] = field.max_length
         if field.pattern:

@@ -9,7 +9,7 @@ import datetime as dt
 import logging
 from dataclasses import dataclass, field
 
-from .tables import SystemTables
+from .tables import PreparedInsert, SystemTables
 
 log = logging.getLogger("crm.history")
 
@@ -48,10 +48,15 @@ class History:
 
     def __init__(self, tables: SystemTables):
         self.tables = tables
+        self._insert_audit = PreparedInsert(
+            tables.Audit,
+            ("entity", "record_id", "operation", "version", "at", "user_id", "channel", "changes", "rule",
+             "definition_version", "reason", "depth"),
+        )  # fmt: skip
 
     def audit(self, entity, record_id, operation, version, at, user_id, channel, changes, cause: Cause | None):
         """Write one audit row; returns its id (part of the idempotency keys of the actions it triggers)."""
-        return self.tables.Audit.insert(
+        return self._insert_audit(
             entity=entity,
             record_id=record_id,
             operation=operation,
@@ -64,7 +69,7 @@ class History:
             definition_version=cause.definition_version if cause else None,
             reason=cause.reason if cause else None,
             depth=cause.depth if cause else 0,
-        ).execute()
+        )
 
     def note(self, entity, record_id, at, kind, summary, *, detail=None, rule=None, outbox_id=None) -> None:
         """Add a timeline entry (an action's result, an email, an error)."""

@@ -24,7 +24,7 @@ import peewee as pw
 
 from ..definitions import nodes as n
 from .events import Change, PlannedAction
-from .tables import SystemTables
+from .tables import PreparedInsert, SystemTables
 
 log = logging.getLogger("crm.outbox")
 
@@ -49,6 +49,11 @@ class Outbox:
         self.clock = clock
         self.enqueue = enqueue  # enqueue(kind, outbox_id, eta) -> None
         self.settings = settings
+        self._insert = PreparedInsert(
+            tables.Outbox,
+            ("key", "kind", "entity", "record_id", "rule", "path", "definition_version", "payload", "depth", "after",
+             "status", "due_at", "created_at", "attempts"),
+        )  # fmt: skip
 
     # --- inside the change's transaction ---------------------------------
 
@@ -58,7 +63,6 @@ class Outbox:
         ``snapshot`` (the record's values) is kept only for a deleted record,
         whose actions cannot read it any more.
         """
-        Outbox = self.tables.Outbox
         now = self.clock.utcnow()
         payload = {"v": 1, "reason": None}
         if snapshot is not None:
@@ -68,7 +72,7 @@ class Outbox:
             node = item.action.node
             due_at = now + _delay(node.delay) if isinstance(node, n.FollowUp) else None
             after = previous if item.chained else None
-            row_id = Outbox.insert(
+            row_id = self._insert(
                 key=f"{change.audit_id}/{item.rule.name}/{item.path}",
                 kind=kind_of(node),
                 entity=change.entity,
@@ -82,7 +86,8 @@ class Outbox:
                 status="waiting" if after else "pending",
                 due_at=due_at,
                 created_at=now,
-            ).execute()
+                attempts=0,
+            )
             ids.append(row_id)
             if after is None:
                 ready.append((row_id, kind_of(node), due_at))
@@ -147,7 +152,9 @@ class Outbox:
         try:
             # In immediate mode (unit tests) the actions have run by now: only rows
             # still waiting for a worker become "queued".
-            Outbox.update(status="queued", enqueued_at=now).where(
+            # A row that ran and failed meanwhile stays "retrying".
+            status = pw.Case(None, [(Outbox.status == "pending", "queued")], Outbox.status)
+            Outbox.update(status=status, enqueued_at=now).where(
                 Outbox.id.in_(queued) & Outbox.status.in_(RUNNABLE)
             ).execute()
         except pw.OperationalError:  # still pending: the sweep queues them again, the claim stops a double run

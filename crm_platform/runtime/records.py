@@ -105,6 +105,8 @@ class Records:
         record = ce.model()
         for name, machine in ce.workflows.items():
             setattr(record, name, machine.initial)
+            if machine.probability_field and machine.states[machine.initial].probability is not None:
+                setattr(record, machine.probability_field, machine.states[machine.initial].probability)
         self._assign(ce, record, payload)
         # Unique values are checked by the insert itself: its IntegrityError
         # becomes the same field message (_unique_race), one query less per record.

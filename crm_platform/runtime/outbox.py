@@ -8,9 +8,11 @@ claims a row with a lease before running it, and a periodic sweep hands
 back to the queue whatever is stranded (never handed over, or claimed by a
 worker whose lease ran out). Each row's key is its idempotency key.
 
-Row states: ``waiting`` (for the rule's previous action), ``pending``
-(committed, not yet queued), ``queued``, ``running``, ``retrying`` (queued
-again after a failure, at ``due_at``), ``done``, ``failed``, ``skipped``.
+Row states: ``waiting`` (for the rule's previous action), ``queued`` (set
+in the change's own transaction; the task is handed to Huey after commit),
+``pending`` (the queue refused the hand-off: the sweep queues it),
+``running``, ``retrying`` (queued again after a failure, at ``due_at``),
+``done``, ``failed``, ``skipped``.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ class Outbox:
         self._insert = PreparedInsert(
             tables.Outbox,
             ("key", "kind", "entity", "record_id", "rule", "path", "definition_version", "payload", "depth", "after",
-             "status", "due_at", "created_at", "attempts"),
+             "status", "due_at", "created_at", "attempts", "enqueued_at"),
         )  # fmt: skip
 
     # --- inside the change's transaction ---------------------------------
@@ -83,10 +85,13 @@ class Outbox:
                 payload={**payload, "reason": item.reason},
                 depth=change.depth + 1,
                 after=after,
-                status="waiting" if after else "pending",
+                # Marked queued in this transaction: after commit the hand-off only
+                # enqueues (one write less per change); a failed hand-off sets it back.
+                status="waiting" if after else "queued",
                 due_at=due_at,
                 created_at=now,
                 attempts=0,
+                enqueued_at=None if after else now,
             )
             ids.append(row_id)
             if after is None:
@@ -114,7 +119,8 @@ class Outbox:
                 payload=parent.payload,
                 depth=parent.depth,
                 after=previous,
-                status="waiting" if previous else "pending",
+                status="waiting" if previous else "queued",
+                enqueued_at=None if previous else now,
                 created_at=now,
             ).execute()
             ids.append(row_id)
@@ -131,24 +137,32 @@ class Outbox:
 
     # --- between the database and the queue ------------------------------
 
-    def hand_off(self, ready: list[tuple[int, str, dt.datetime | None]]) -> None:
-        """Queue ``ready`` rows (id, kind, due_at) and mark them queued.
+    def hand_off(self, ready: list[tuple[int, str, dt.datetime | None]], marked: bool = True) -> None:
+        """Queue ``ready`` rows (id, kind, due_at). ``marked``: the rows were already
+        set "queued" in the transaction that made them; otherwise mark them now.
 
         This runs after the change committed, so it must not fail the change: a
-        row the queue does not take stays pending, and the sweep queues it later.
+        row the queue does not take is set back to pending, and the sweep queues
+        it later.
         """
         now = self.clock.utcnow()
-        queued = []
+        queued, refused = [], []
         for row_id, kind, due_at in ready:
             try:
                 self.enqueue(kind, row_id, due_at if due_at and due_at > now else None)
             except Exception:  # noqa: BLE001 - the queue is down or locked: logged, left to the sweep
                 log.warning("could not queue action %s; the sweep will", row_id, exc_info=True)
+                refused.append(row_id)
                 continue
             queued.append(row_id)
-        if not queued:
-            return
         Outbox = self.tables.Outbox
+        if refused:
+            try:
+                Outbox.update(status="pending").where(Outbox.id.in_(refused) & (Outbox.status == "queued")).execute()
+            except pw.OperationalError:  # still "queued": the sweep takes it after OUTBOX_REQUEUE_SECONDS
+                log.warning("could not mark actions %s pending", refused, exc_info=True)
+        if marked or not queued:
+            return
         try:
             # In immediate mode (unit tests) the actions have run by now: only rows
             # still waiting for a worker become "queued".
@@ -203,7 +217,9 @@ class Outbox:
             )
         )
         if successors:
-            Outbox.update(status="pending").where(Outbox.id.in_([r.id for r in successors])).execute()
+            Outbox.update(status="queued", enqueued_at=self.clock.utcnow()).where(
+                Outbox.id.in_([r.id for r in successors])
+            ).execute()
             self.after_commit([(r.id, r.kind, r.due_at) for r in successors])
 
     def fail(self, row, error: str, permanent: bool) -> bool:
@@ -230,7 +246,14 @@ class Outbox:
         Outbox = self.tables.Outbox
         with self.tables.database.atomic():
             changed = (
-                Outbox.update(status="pending", attempts=0, due_at=None, error=None, finished_at=None)
+                Outbox.update(
+                    status="queued",
+                    attempts=0,
+                    due_at=None,
+                    error=None,
+                    finished_at=None,
+                    enqueued_at=self.clock.utcnow(),
+                )
                 .where((Outbox.id == outbox_id) & (Outbox.status == "failed"))
                 .execute()
             )
@@ -263,7 +286,7 @@ class Outbox:
                 Outbox.update(status="queued").where(
                     (Outbox.id == row.id) & (Outbox.status == "running") & (Outbox.lease_until < now)
                 ).execute()
-        self.hand_off([(row.id, row.kind, row.due_at) for row in rows])
+        self.hand_off([(row.id, row.kind, row.due_at) for row in rows], marked=False)
         return len(rows)
 
     def counts(self) -> dict[str, int]:

@@ -128,13 +128,7 @@ class Records:
     def update(self, entity: str, record_id: int, data: dict, actor: Actor, channel: str, *, version=None, cause=None):
         """Change fields of a record; ``version`` is the one the change was based on."""
         ce = self.entity(entity)
-        payload = v.payload_to_json(data)
-        self._validate(ce, payload, actor, channel, partial=True)
-        record = self.get(entity, record_id, actor, "update")
-        self._check_version(ce, record, version)
-        before = self._stored(ce, record)
-        self._assign(ce, record, payload)
-        self._check_unique(ce, record, payload)
+        record, before = self._changed_copy(ce, record_id, data, actor, channel, version)
         return self._save(ce, record, before, "update", actor, channel, cause)
 
     def transition(self, entity: str, record_id: int, target: str, actor: Actor, channel: str, **options):
@@ -146,13 +140,7 @@ class Records:
         data, version, cause = options.get("data") or {}, options.get("version"), options.get("cause")
         ce = self.entity(entity)
         machine = self._machine(ce, options.get("field"))
-        payload = v.payload_to_json(data)
-        self._validate(ce, payload, actor, channel, partial=True)
-        record = self.get(entity, record_id, actor, "update")
-        self._check_version(ce, record, version)
-        before = self._stored(ce, record)
-        self._assign(ce, record, payload)
-        self._check_unique(ce, record, payload)
+        record, before = self._changed_copy(ce, record_id, data, actor, channel, version)
         roles = None if actor.superuser else actor.roles
         machine.check(record, target, roles, self.ctx)
         setattr(record, machine.field, target)
@@ -178,6 +166,20 @@ class Records:
             self._after_write(ce, record, "delete", changes, {}, actor, channel, cause)
 
     # --- the steps -------------------------------------------------------------
+
+    def _changed_copy(self, ce: CompiledEntity, record_id: int, data: dict, actor, channel, version):
+        """Validate ``data``, load the record the actor may update, apply ``data`` in memory.
+
+        Returns the record with the new values and its stored values before them.
+        """
+        payload = v.payload_to_json(data)
+        self._validate(ce, payload, actor, channel, partial=True)
+        record = self.get(ce.name, record_id, actor, "update")
+        self._check_version(ce, record, version)
+        before = self._stored(ce, record)
+        self._assign(ce, record, payload)
+        self._check_unique(ce, record, payload)
+        return record, before
 
     def _validate(self, ce: CompiledEntity, payload: dict, actor: Actor, channel: str, partial: bool) -> None:
         if channel not in CHANNELS:

@@ -59,6 +59,16 @@ def runner(app):
 
 
 @pytest.fixture
+def smtp():
+    """A real SMTP server on loopback (aiosmtpd); ``smtp.url`` for SMTP_URL, ``smtp.sink`` what it received."""
+    from .live import SMTPServer
+
+    server = SMTPServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
 def clock():
     """A clock fixed at Monday 2026-11-23 10:00 UTC."""
     return FixedClock(dt.datetime(2026, 11, 23, 10, 0))

@@ -15,16 +15,9 @@ from crm_platform.errors import TransitionNotAllowed
 from crm_platform.runtime.users import Actor
 
 from .conftest import GOOD, PROJECT
-from .live import SMTPServer, Worker, live_config, wait_for, worker_env
+from .live import Worker, live_config, wait_for, worker_env
 
 SYSTEM = Actor.system()
-
-
-@pytest.fixture
-def smtp():
-    server = SMTPServer().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
@@ -60,7 +53,7 @@ def settled(crm) -> bool:
     return not busy.exists()
 
 
-def reps(crm, team: str, names: list[str], **flags) -> list[int]:
+def reps(crm, team: str, names: list[str]) -> list[int]:
     return [
         crm.directory.create_user(f"{name}@test.example.com", name.title(), "secret", roles=["sales"], teams=[team])
         for name in names

@@ -20,7 +20,7 @@ from crm_platform.runtime.users import Actor
 from crm_platform.worker import make_huey
 
 from .conftest import PROJECT
-from .live import SMTPServer, Worker, free_port, live_config, wait_for, worker_env
+from .live import Worker, free_port, live_config, wait_for, worker_env
 
 SYSTEM = Actor.system()
 DACH_LEAD = {"first_name": "Kim", "last_name": "Adler", "email": "kim@lead.example", "country": "DE"}
@@ -38,13 +38,6 @@ def test_queue_url_picks_the_backend(tmp_path):
 def test_an_unknown_queue_url_is_refused_with_the_forms_that_work():
     with pytest.raises(ValueError, match=r"QUEUE_URL must be sqlite:///PATH, redis://"):
         make_huey("amqp://localhost", "t")
-
-
-@pytest.fixture
-def smtp():
-    server = SMTPServer().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

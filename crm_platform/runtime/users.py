@@ -14,9 +14,8 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from ..errors import ValidationError
 from .tables import SystemTables
 
-# Channels a change can come through; rules and workers act as the system.
+# The channels people change records through; rules and workers act as the system.
 HUMAN_CHANNELS = ("form", "api", "import")
-AUTOMATED_CHANNELS = ("rule", "worker", "system")
 
 
 @dataclass(frozen=True)
@@ -33,10 +32,6 @@ class Actor:
     def system(cls) -> Actor:
         """The platform acting on behalf of a rule or a worker: not bound by roles."""
         return cls(user_id=None, superuser=True)
-
-    @property
-    def is_system(self) -> bool:
-        return self.user_id is None
 
 
 @dataclass
@@ -166,15 +161,6 @@ class Directory:
         query = User.select(User.id).join(TeamMember).where(TeamMember.team == team)
         if available_only:
             query = query.where((User.active == True) & (User.away == False))  # noqa: E712
-        return [u.id for u in query.order_by(User.id)]
-
-    def team_leads(self, team: str) -> list[int]:
-        User, TeamMember = self.tables.User, self.tables.TeamMember
-        query = (
-            User.select(User.id)
-            .join(TeamMember)
-            .where((TeamMember.team == team) & (TeamMember.lead == True) & (User.active == True))  # noqa: E712
-        )
         return [u.id for u in query.order_by(User.id)]
 
     def users_with_role(self, role: str, *, available_only: bool = True) -> list[int]:

@@ -20,9 +20,10 @@ def create_app(config: dict | None = None, instance_path: str | None = None) -> 
         instance_path=instance_path,
         instance_relative_config=True,
         template_folder=str(PROJECT_ROOT / "templates"),
+        static_folder=str(PROJECT_ROOT / "static"),
     )
     load_config(app, config)
     CRM(app)
     cli.register(app)
-    app.register_blueprint(web.bp)
+    web.init_web(app)
     return app

@@ -33,6 +33,15 @@ def defaults(instance_path: str) -> dict:
         "ACTION_RETRY_BASE_SECONDS": 10,
         "OUTBOX_REQUEUE_SECONDS": 600,
         "WORKERS": 2,
+        # The web layer.
+        "FORM_RATE_LIMIT": "5 per minute",  # public form submissions per client address
+        "LOGIN_RATE_LIMIT": "10 per minute",  # sign-in attempts per client address
+        "RATELIMIT_STORAGE_URI": "memory://",  # redis://... to share limits between processes
+        "RATELIMIT_HEADERS_ENABLED": True,
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": False,  # set CRM_SESSION_COOKIE_SECURE=true behind HTTPS
+        "WTF_CSRF_TIME_LIMIT": None,  # a token lives as long as the session
     }
 
 

@@ -178,6 +178,9 @@ def _messages(error, schema: dict):
     if kind == "type" and not path:
         yield "", "expected an object of field values"
         return
+    if kind == "type" and error.instance is None and field in schema.get("required", ()):
+        yield field, "is required"  # a required field sent empty, e.g. cleared on a form
+        return
     yield field, _message(error)
 
 

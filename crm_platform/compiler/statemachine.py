@@ -24,6 +24,7 @@ class State:
     require: tuple[str, ...]
     probability: int | None
     sla_hours: float | None
+    outcome: str | None = None
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,14 @@ class StateMachine:
         self.probability_field = workflow.probability_field.name if workflow.probability_field else None
         self.states = {
             s.name: State(
-                s.name, s.label, s.initial, s.final, tuple(r.name for r in s.require), s.probability, s.sla_hours
+                s.name,
+                s.label,
+                s.initial,
+                s.final,
+                tuple(r.name for r in s.require),
+                s.probability,
+                s.sla_hours,
+                s.outcome,
             )
             for s in workflow.states.values()
         }

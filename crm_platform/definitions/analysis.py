@@ -137,6 +137,11 @@ def _check_entity(pack: Pack, entity: EntityDef, diag: Diagnostics) -> None:
         _check_placeholders(entity, entity.title, entity.title_loc or entity.at("title"), diag)
     _check_role_field(entity, entity.owner_field, "user", "owner", diag)
     _check_role_field(entity, entity.team_field, "team", "team", diag)
+    _check_role_field(entity, entity.done_field, "boolean", "done", diag)
+    for ref in entity.calendar:
+        field = _field_ref(entity, ref, diag)
+        if field is not None and field.type not in ("date", "datetime"):
+            diag.fail(f"calendar fields must be date or datetime fields; {ref.name!r} is a {field.type}", ref.loc)
     _check_computed(pack, entity, diag)
 
 

@@ -95,6 +95,8 @@ def build_entity(data: PosMap, file: str, diag: Diagnostics) -> EntityDef:
         forms={k: _form(k, v, data["forms"].key_loc(k)) for k, v in data.get("forms", {}).items()},
         owner_field=_ref(data, "owner") or _default_ref(fields, "owner", "user"),
         team_field=_ref(data, "team") or _default_ref(fields, "team", "team"),
+        calendar=_refs(data, "calendar"),
+        done_field=_ref(data, "done"),
         description=data.get("description"),
         locs=dict(data.value_locs),
     )

@@ -77,6 +77,8 @@ ENTITY_FILE = {
         "list": NAMES,
         "owner": NAME,
         "team": NAME,
+        "calendar": NAMES,
+        "done": NAME,
         "sections": {"type": "array", "items": SECTION},
         "fields": {"type": "object", "minProperties": 1, "propertyNames": NAME, "additionalProperties": FIELD},
         "forms": {"type": "object", "propertyNames": NAME, "additionalProperties": FORM},
@@ -93,6 +95,7 @@ STATE = {
         "require": NAMES,
         "probability": {"type": "integer", "minimum": 0, "maximum": 100},
         "sla_hours": {"type": "number", "exclusiveMinimum": 0},
+        "outcome": {"enum": ["won", "lost"]},
     },
 }
 

@@ -102,6 +102,8 @@ class EntityDef:
     forms: dict[str, FormDef] = field(default_factory=dict)
     owner_field: Ref | None = None
     team_field: Ref | None = None
+    calendar: list[Ref] = field(default_factory=list)  # date/datetime fields shown on the calendar
+    done_field: Ref | None = None  # boolean field that marks a record finished (tasks)
     description: str | None = None
     locs: dict[str, Location] = field(default_factory=dict)
 
@@ -119,6 +121,7 @@ class StateDef:
     require: list[Ref] = field(default_factory=list)
     probability: int | None = None
     sla_hours: float | None = None
+    outcome: str | None = None  # "won" or "lost": what reaching this final state means for reports
 
 
 @dataclass

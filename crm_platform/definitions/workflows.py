@@ -33,6 +33,7 @@ def build_workflow(data: PosMap, file: str, diag: Diagnostics) -> WorkflowDef:
             require=[Ref(f, spec["require"].item_loc(i)) for i, f in enumerate(spec.get("require", []))],
             probability=spec.get("probability"),
             sla_hours=spec.get("sla_hours"),
+            outcome=spec.get("outcome"),
         )
     workflow = WorkflowDef(
         name=data["workflow"],
@@ -98,6 +99,12 @@ def _check_initial(workflow: WorkflowDef, data: PosMap, diag: Diagnostics) -> No
                 f"state {state.name!r} is both initial and final",
                 state.loc,
                 "records could never move; make it one or the other",
+            )
+        if state.outcome and not state.final:
+            diag.fail(
+                f"state {state.name!r} has an outcome but is not final",
+                state.loc,
+                "only a final state is won or lost; add final: true or remove outcome",
             )
 
 

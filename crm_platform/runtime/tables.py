@@ -63,12 +63,13 @@ class SystemTables:
     Timeline: type[pw.Model]
     Mail: type[pw.Model]
     Notification: type[pw.Model]
+    SavedView: type[pw.Model]
 
     @property
     def models(self) -> list[type[pw.Model]]:
         return [
             self.User, self.TeamMember, self.UserRole, self.RoundRobin, self.DefinitionVersion,
-            self.Audit, self.Outbox, self.Timeline, self.Mail, self.Notification,
+            self.Audit, self.Outbox, self.Timeline, self.Mail, self.Notification, self.SavedView,
         ]  # fmt: skip
 
     def create_tables(self) -> None:
@@ -227,7 +228,21 @@ def system_tables(database: pw.Database) -> SystemTables:
             table_name = "crm_notification"
             indexes = ((("user", "read_at"), False),)
 
+    class SavedView(Base):
+        """A list view a user saved: its search, filters and sort as a query string."""
+
+        user = pw.ForeignKeyField(User, backref="saved_views", on_delete="CASCADE")
+        entity = pw.CharField(max_length=64)
+        name = pw.CharField(max_length=80)
+        query = pw.TextField()
+        shared = pw.BooleanField(default=False)  # visible to every user who may read the entity
+        created_at = pw.DateTimeField()
+
+        class Meta:
+            table_name = "crm_saved_view"
+            indexes = ((("user", "entity", "name"), True),)
+
     return SystemTables(
         database, User, TeamMember, UserRole, RoundRobin, DefinitionVersion, Audit, Outbox, Timeline, Mail,
-        Notification,
+        Notification, SavedView,
     )  # fmt: skip

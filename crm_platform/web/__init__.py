@@ -1,19 +1,61 @@
-"""The web layer. For now one placeholder page; the generated UI comes next."""
+"""The web layer: sign-in, the generated pages, public forms and the console.
+
+Nothing here is written for one entity: every page is generated from the
+compiled definitions, and every write goes through ``crm.records``.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, render_template
+from flask import Flask, current_app, render_template, request
+from flask_login import current_user
 
-bp = Blueprint("home", __name__)
+from ..errors import NotFound, PermissionDenied
+from . import auth, boards, console, dashboards, home, public, records, views
+from .extensions import csrf, init_limits, login_manager
+from .formats import register_filters
+
+# Endpoints anyone may open; every other page needs a signed-in user.
+PUBLIC_ENDPOINTS = {"static", "auth.login", "home.health"}
 
 
-@bp.get("/")
-def index():
-    """A page that shows the server is up, and nothing of the company's data."""
-    return render_template("placeholder.html")
+def init_web(app: Flask) -> None:
+    """Register the extensions, blueprints, console and error pages on ``app``."""
+    csrf.init_app(app)
+    login_manager.init_app(app)
+    register_filters(app)
+    for blueprint in (home.bp, auth.bp, records.bp, views.bp, boards.bp, dashboards.bp, public.bp):
+        app.register_blueprint(blueprint)
+    init_limits(app)
+    console.init_console(app)
+    app.before_request(require_login)
+    app.register_error_handler(PermissionDenied, forbidden)
+    app.register_error_handler(403, forbidden)
+    app.register_error_handler(NotFound, not_found)
+    app.register_error_handler(404, not_found)
+    app.register_error_handler(429, too_many)
 
 
-@bp.get("/healthz")
-def health():
-    """Liveness and the compiled definitions' version, for deploy checks."""
-    return {"status": "ok", "definitions": current_app.extensions["crm"].compiled.version}
+def require_login():
+    """Send anonymous visitors to the sign-in page (public forms and assets excepted)."""
+    endpoint = request.endpoint or ""
+    if endpoint in PUBLIC_ENDPOINTS or endpoint.startswith("public."):
+        return None
+    if current_user.is_authenticated:
+        return None
+    return login_manager.unauthorized()
+
+
+def forbidden(error):
+    message = str(error) if isinstance(error, PermissionDenied) else "You may not open this page."
+    current_app.logger.info("403 %s %s: %s", request.method, request.path, message)
+    return render_template("web/error.html", status=403, title="Not allowed", message=message), 403
+
+
+def not_found(error):
+    message = str(error) if isinstance(error, NotFound) else "There is no such page."
+    return render_template("web/error.html", status=404, title="Not found", message=message), 404
+
+
+def too_many(error):
+    message = "Too many requests from your address. Please wait a minute and try again."
+    return render_template("web/error.html", status=429, title="Slow down", message=message), 429

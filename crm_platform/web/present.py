@@ -1,0 +1,55 @@
+"""Records as pages show them: display names of linked records and users,
+fetched once per page rather than once per row."""
+
+from __future__ import annotations
+
+from flask import g
+
+from ..compiler.compiled import CompiledApp
+from ..compiler.forms import FieldSpec
+from ..runtime import values as v
+from .formats import Formats, show
+
+
+def user_names(tables) -> dict[int, str]:
+    """Every user's id -> name, once per request."""
+    if "crm_user_names" not in g:
+        User = tables.User
+        g.crm_user_names = {u.id: u.name for u in User.select(User.id, User.name)}
+    return g.crm_user_names
+
+
+def titles(compiled: CompiledApp, entity: str, ids) -> dict[int, str]:
+    """Record id -> title for the given ids of ``entity``."""
+    ids = {i for i in ids if i is not None}
+    if not ids:
+        return {}
+    ce = compiled.entities[entity]
+    return {r.id: ce.title_of(r) for r in ce.model.select().where(ce.model.id.in_(ids))}
+
+
+def names_for(compiled: CompiledApp, tables, specs: list[FieldSpec], records) -> dict[str, dict[int, str]]:
+    """For each user or link field in ``specs``: id -> display name, for ``records``."""
+    names = {}
+    for spec in specs:
+        if spec.type == "user":
+            names[spec.name] = user_names(tables)
+        elif spec.type == "link":
+            ids = [getattr(r, f"{spec.name}_id") for r in records]
+            names[spec.name] = titles(compiled, spec.link_entity, ids)
+    return names
+
+
+def value_of(record, spec: FieldSpec):
+    """The stored value of a field (a link as its id)."""
+    return getattr(record, f"{spec.name}_id" if spec.type == "link" else spec.name)
+
+
+def cell(record, spec: FieldSpec, names: dict, formats: Formats):
+    """A field of a record, formatted for a page."""
+    return show(value_of(record, spec), spec, formats, names.get(spec.name), record)
+
+
+def json_value(record, spec: FieldSpec):
+    """A field in its JSON form (exports, the kanban's data)."""
+    return v.to_json(value_of(record, spec))

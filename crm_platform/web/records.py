@@ -1,0 +1,544 @@
+"""The generated pages of every entity: list, record, form, stage moves,
+bulk actions, export and the link pickers' search.
+
+URLs are ``/r/ENTITY/...``. Every page checks the signed-in user's
+permissions through the write path's ``Permissions``, and every change goes
+through ``crm.records`` with channel ``form``.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+from decimal import Decimal
+
+from flask import Blueprint, Response, abort, flash, jsonify, redirect, render_template, request, url_for
+
+from ..compiler.compiled import CompiledEntity
+from ..errors import ConflictError, NotFound, PermissionDenied, TransitionNotAllowed, ValidationError
+from . import formdata, listing, present
+from .auth import actor, safe_path
+from .state import crm, formats
+
+bp = Blueprint("records", __name__, url_prefix="/r")
+
+LOOKUP_LIMIT = 20
+PICKER_OPTIONS = 50
+RELATED_ROWS = 10
+BULK_ACTIONS = ("assign", "move", "delete")
+
+
+def entity_or_404(name: str) -> CompiledEntity:
+    entity = crm().compiled.entities.get(name)
+    if entity is None:
+        raise NotFound(f"there is no entity {name!r}")
+    return entity
+
+
+# --- list ------------------------------------------------------------------------
+
+
+@bp.get("/<entity>/")
+def list_page(entity: str):
+    """The entity's list: search, filters, sort, pagination, saved views, bulk actions."""
+    ce = entity_or_404(entity)
+    req = listing.ListRequest.from_args(request.args, ce)
+    query = listing.apply(crm().records.select(entity, actor()), ce, req, formats())
+    page = listing.fetch(query, req)
+    columns = list(ce.list.columns)
+    names = present.names_for(crm().compiled, crm().tables, columns, page.rows)
+    rows = [(r, [present.cell(r, spec, names, formats()) for spec in columns]) for r in page.rows]
+    return render_template(
+        "web/list.html",
+        ce=ce,
+        req=req,
+        page=page,
+        rows=rows,
+        columns=columns,
+        sort=listing.sort_key(ce, req),
+        filters=filter_widgets(ce),
+        saved_views=saved_views(entity),
+        bulk=bulk_choices(ce),
+    )
+
+
+def filter_widgets(ce: CompiledEntity) -> list[dict]:
+    """The filter inputs of a list: a select for choices, users and yes/no, a range for numbers and dates."""
+    widgets = []
+    for spec in ce.list.filters:
+        if spec.type == "link":
+            continue  # filtered from the linked record's related list instead
+        if spec.type == "user":
+            options = sorted(present.user_names(crm().tables).items(), key=lambda item: item[1])
+            widgets.append({"spec": spec, "kind": "select", "options": [(str(i), n) for i, n in options]})
+        elif spec.type == "boolean":
+            widgets.append({"spec": spec, "kind": "select", "options": [("1", "Yes"), ("0", "No")]})
+        elif spec.choices:
+            widgets.append({"spec": spec, "kind": "select", "options": list(spec.choices)})
+        elif spec.type in listing.RANGE_TYPES:
+            kind = {"date": "date", "datetime": "date"}.get(spec.type, "number")
+            widgets.append({"spec": spec, "kind": "range", "input": kind})
+    return widgets
+
+
+def saved_views(entity: str) -> list:
+    SavedView = crm().tables.SavedView
+    mine = (SavedView.user == actor().user_id) | (SavedView.shared == True)  # noqa: E712
+    return list(SavedView.select().where((SavedView.entity == entity) & mine).order_by(SavedView.name))
+
+
+def bulk_choices(ce: CompiledEntity) -> dict:
+    """What the list's bulk bar offers this user: owners, stages, delete."""
+    permissions, who = crm().permissions, actor()
+    choices = {}
+    if permissions.can(who, ce.name, "update"):
+        if ce.definition.owner_field:
+            choices["assign"] = sorted(present.user_names(crm().tables).items(), key=lambda item: item[1])
+        for machine in ce.workflows.values():
+            choices["move"] = [(s.name, s.label) for s in machine.states.values()]
+            break
+    if permissions.can(who, ce.name, "delete"):
+        choices["delete"] = True
+    return choices
+
+
+@bp.get("/<entity>/export.csv")
+def export_csv(entity: str):
+    """The list with its search and filters as CSV, every row and every list column."""
+    ce = entity_or_404(entity)
+    req = listing.ListRequest.from_args(request.args, ce)
+    query = listing.apply(crm().records.select(entity, actor()), ce, req, formats())
+    columns = list(ce.list.columns)
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["id", *[spec.label for spec in columns]])
+    for chunk_start in range(0, query.count(), 1000):
+        rows = list(query.offset(chunk_start).limit(1000))
+        names = present.names_for(crm().compiled, crm().tables, columns, rows)
+        for record in rows:
+            values = [export_value(record, spec, names) for spec in columns]
+            writer.writerow([record.id, *[neutralise(value) for value in values]])
+    filename = f"{ce.definition.plural.lower().replace(' ', '_')}.csv"
+    return Response(
+        out.getvalue(),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+def export_value(record, spec, names) -> str:
+    value = present.value_of(record, spec)
+    if value is None:
+        return ""
+    if spec.type in ("user", "link"):
+        return names.get(spec.name, {}).get(value, str(value))
+    if isinstance(value, list):
+        return ", ".join(value)
+    if isinstance(value, dt.datetime):
+        return value.isoformat(timespec="seconds") + "Z"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
+def neutralise(text: str) -> str:
+    """A cell a spreadsheet would run as a formula gets a leading apostrophe."""
+    if text and text[0] in "=+-@\t\r":
+        return "'" + text
+    return text
+
+
+# --- record page -------------------------------------------------------------------
+
+
+@bp.get("/<entity>/<int:record_id>")
+def record_page(entity: str, record_id: int):
+    """The record: its fields by section, stage path, moves, related lists and timeline."""
+    ce = entity_or_404(entity)
+    record = crm().records.get(entity, record_id, actor())
+    specs = ce.form.fields
+    names = present.names_for(crm().compiled, crm().tables, specs, [record])
+    sections = [
+        (section.label, [(spec, present.cell(record, spec, names, formats())) for spec in section.fields])
+        for section in ce.form.sections
+    ]
+    permissions, who = crm().permissions, actor()
+    return render_template(
+        "web/record.html",
+        ce=ce,
+        record=record,
+        title=ce.title_of(record),
+        sections=sections,
+        stages=stage_paths(ce, record),
+        related=related_lists(ce, record),
+        timeline=timeline(ce, record),
+        can_update=_may(permissions, who, entity, "update", record),
+        can_delete=_may(permissions, who, entity, "delete", record),
+    )
+
+
+def _may(permissions, who, entity: str, operation: str, record) -> bool:
+    try:
+        permissions.require_record(who, entity, operation, record)
+    except PermissionDenied:
+        return False
+    return True
+
+
+def stage_paths(ce: CompiledEntity, record) -> list[dict]:
+    """Each workflow of the record: its stages (current one marked) and the moves out of it."""
+    paths = []
+    for field, machine in ce.workflows.items():
+        current = getattr(record, field)
+        paths.append(
+            {
+                "field": field,
+                "label": machine.label,
+                "current": current,
+                "states": list(machine.states.values()),
+                "moves": machine.transitions_from(current),
+            }
+        )
+    return paths
+
+
+def related_lists(ce: CompiledEntity, record) -> list[dict]:
+    """The records of other entities that link here, those the user may read."""
+    result, who = [], actor()
+    for related in ce.form.related:
+        if not crm().permissions.can(who, related.entity, "read"):
+            continue
+        other = crm().compiled.entities[related.entity]
+        link = getattr(other.model, f"{related.field}_id")
+        query = crm().records.select(related.entity, who).where(link == record.id)
+        rows = list(query.order_by(other.model.id.desc()).limit(RELATED_ROWS))
+        columns = [s for s in other.list.columns if s.name != related.field][:4]
+        names = present.names_for(crm().compiled, crm().tables, columns, rows)
+        result.append(
+            {
+                "related": related,
+                "entity": other,
+                "columns": columns,
+                "rows": [(r, other.title_of(r), [present.cell(r, s, names, formats()) for s in columns]) for r in rows],
+                "total": query.count() if len(rows) == RELATED_ROWS else len(rows),
+                "can_create": crm().permissions.can(who, related.entity, "create"),
+            }
+        )
+    return result
+
+
+def timeline(ce: CompiledEntity, record) -> list[dict]:
+    """The record's history, newest first, with field labels and people's names."""
+    users = present.user_names(crm().tables)
+    labels = {spec.name: spec for spec in ce.form.fields}
+    items = []
+    for entry in reversed(crm().history.entries(ce.name, record.id)):
+        changes = [
+            (labels[name].label if name in labels else name, _change_value(labels.get(name), old, users),
+             _change_value(labels.get(name), new, users))
+            for name, (old, new) in (entry.changes or {}).items()
+        ]  # fmt: skip
+        by = users.get(entry.user_id) if entry.user_id else None
+        items.append({"entry": entry, "changes": changes, "by": by})
+    return items
+
+
+def _change_value(spec, value, users) -> str:
+    if value is None or value == "" or value == []:
+        return "(empty)"
+    if spec is None:
+        return str(value)
+    if spec.type == "user":
+        return users.get(value, f"#{value}")
+    if spec.type in ("choice", "state", "team"):
+        return dict(spec.choices).get(value, str(value))
+    if isinstance(value, list):
+        return ", ".join(map(str, value))
+    return str(value)
+
+
+# --- forms -------------------------------------------------------------------------
+
+
+@bp.route("/<entity>/new", methods=["GET", "POST"])
+def new(entity: str):
+    """Create a record; query arguments prefill fields (``?deal=5`` from a deal's page)."""
+    ce = entity_or_404(entity)
+    crm().permissions.require(actor(), entity, "create")
+    return _form(ce, None)
+
+
+@bp.route("/<entity>/<int:record_id>/edit", methods=["GET", "POST"])
+def edit(entity: str, record_id: int):
+    ce = entity_or_404(entity)
+    record = crm().records.get(entity, record_id, actor(), "update")
+    return _form(ce, record)
+
+
+def _form(ce: CompiledEntity, record):
+    specs = formdata.editable(ce.form.fields, crm().permissions.read_only_fields(actor(), ce.name))
+    errors: dict[str, list[str]] = {}
+    general = None
+    if request.method == "POST":
+        payload, errors = formdata.parse(specs, request.form, formats())
+        if not errors:
+            try:
+                saved = _save(ce, record, payload)
+            except ValidationError as error:
+                errors = error.errors
+            except ConflictError as error:
+                general = f"{error} Reload the page to see the current values, then make your change again."
+            else:
+                flash(f"{ce.definition.label} saved.", "success")
+                return redirect(url_for("records.record_page", entity=ce.name, record_id=saved.id))
+        raw = {spec.name: _submitted(spec, request.form) for spec in specs}
+    else:
+        raw = {spec.name: _raw(spec, record, ce) for spec in specs}
+    editable = {spec.name for spec in specs}
+    status = 422 if errors or general else 200
+    return render_template(
+        "web/form.html",
+        ce=ce,
+        record=record,
+        sections=[(s.label, [f for f in s.fields if f.name in editable]) for s in ce.form.sections],
+        raw=raw,
+        errors={name: msgs for name, msgs in errors.items()},
+        unplaced={name: msgs for name, msgs in errors.items() if name not in editable},
+        general=general,
+        pickers=pickers(specs, raw),
+    ), status
+
+
+def _save(ce: CompiledEntity, record, payload: dict):
+    if record is None:
+        return crm().records.create(ce.name, payload, actor(), "form")
+    version = request.form.get("_version", type=int)
+    return crm().records.update(ce.name, record.id, payload, actor(), "form", version=version)
+
+
+def _submitted(spec, form):
+    if spec.multiple:
+        return form.getlist(spec.name)
+    if spec.type == "boolean":
+        return form.getlist(spec.name)[-1:] == ["1"]
+    return form.get(spec.name, "")
+
+
+def _raw(spec, record, ce: CompiledEntity):
+    """A field's current (or default, or prefilled) value as its input shows it."""
+    if record is not None:
+        value = present.value_of(record, spec)
+    elif spec.name in request.args:
+        value = request.args.getlist(spec.name) if spec.multiple else request.args.get(spec.name)
+        return value if spec.type != "boolean" else value == "1"
+    else:
+        field = ce.definition.fields[spec.name]
+        value = field.default if field.has_default else None
+    if value is None:
+        return [] if spec.multiple else (False if spec.type == "boolean" else "")
+    if spec.type == "datetime":
+        return formats().input_datetime(value)
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return format(value.normalize(), "f") if value == value.to_integral_value() else str(value)
+    if spec.multiple:
+        return list(value)
+    if spec.type == "boolean":
+        return bool(value)
+    return str(value)
+
+
+def pickers(specs, raw: dict) -> dict[str, list[tuple[str, str]]]:
+    """Options of user and link pickers: the current value plus the first records the user may see."""
+    options = {}
+    users = present.user_names(crm().tables)
+    for spec in specs:
+        if spec.type == "user":
+            options[spec.name] = sorted(((str(i), n) for i, n in users.items()), key=lambda o: o[1])
+        elif spec.type == "link":
+            if not crm().permissions.can(actor(), spec.link_entity, "read"):
+                options[spec.name] = _current_only(spec, raw)
+                continue
+            target = crm().compiled.entities[spec.link_entity]
+            rows = crm().records.select(spec.link_entity, actor()).order_by(target.model.id.desc())
+            found = {str(r.id): target.title_of(r) for r in rows.limit(PICKER_OPTIONS)}
+            options[spec.name] = _current_only(spec, raw) + sorted(found.items(), key=lambda o: o[1].lower())
+    return options
+
+
+def _current_only(spec, raw: dict) -> list[tuple[str, str]]:
+    current = raw.get(spec.name)
+    if not current:
+        return []
+    try:
+        title = present.titles(crm().compiled, spec.link_entity, [int(current)]).get(int(current))
+    except ValueError:
+        return []
+    return [(str(current), title)] if title else []
+
+
+@bp.get("/<entity>/lookup")
+def lookup(entity: str):
+    """Records matching ``q`` for a link picker: ``[{id, title}]``."""
+    ce = entity_or_404(entity)
+    req = listing.ListRequest(q=request.args.get("q", "").strip(), per_page=LOOKUP_LIMIT)
+    query = listing.apply(crm().records.select(entity, actor()), ce, req, formats())
+    return jsonify([{"id": r.id, "title": ce.title_of(r)} for r in query.limit(LOOKUP_LIMIT)])
+
+
+# --- stage moves and deletes --------------------------------------------------------
+
+
+@bp.route("/<entity>/<int:record_id>/move", methods=["GET", "POST"])
+def move(entity: str, record_id: int):
+    """Move a record to another stage; a refused move says why.
+
+    JSON requests (the kanban board) get ``{ok}`` or ``{error, reasons}`` with
+    409; a form post that the target's required fields block shows those
+    fields to fill in, in the same step.
+    """
+    ce = entity_or_404(entity)
+    record = crm().records.get(entity, record_id, actor(), "update")
+    field = request.values.get("field") or next(iter(ce.workflows), None)
+    machine = ce.workflows.get(field)
+    target = request.values.get("to", "")
+    if machine is None or target not in machine.states:
+        abort(404)
+    required = [s for s in ce.form.fields if s.name in machine.states[target].require]
+    wants_json = request.is_json or request.accept_mimetypes.best == "application/json"
+    reasons: list[str] = []
+    errors: dict[str, list[str]] = {}
+    if request.method == "POST":
+        form = request.get_json(silent=True) or {} if request.is_json else request.form
+        data, errors = formdata.parse(required, form, formats()) if not request.is_json else ({}, {})
+        data = {k: val for k, val in data.items() if val not in (None, [])}
+        version = form.get("version") or form.get("_version")
+        try:
+            if errors:
+                raise ValidationError(errors)
+            crm().records.transition(
+                entity,
+                record_id,
+                target,
+                actor(),
+                "form",
+                data=data,
+                field=field,
+                version=int(version) if version else None,
+            )
+        except TransitionNotAllowed as error:
+            reasons = error.reasons
+        except ValidationError as error:
+            errors = error.errors
+            reasons = [f"{name}: {'; '.join(msgs)}" for name, msgs in errors.items()]
+        except ConflictError as error:
+            reasons = [str(error)]
+        else:
+            label = machine.states[target].label
+            if wants_json:
+                return jsonify({"ok": True, "stage": target, "label": label})
+            flash(f"Moved to {label}.", "success")
+            return redirect(url_for("records.record_page", entity=entity, record_id=record_id))
+        if wants_json:
+            return jsonify({"ok": False, "error": "This move is not allowed.", "reasons": reasons}), 409
+    raw = {
+        spec.name: _submitted(spec, request.form) if request.method == "POST" else _raw(spec, record, ce)
+        for spec in required
+    }
+    return render_template(
+        "web/move.html",
+        ce=ce,
+        record=record,
+        title=ce.title_of(record),
+        machine=machine,
+        target=machine.states[target],
+        fields=required,
+        raw=raw,
+        errors=errors,
+        reasons=reasons,
+        pickers=pickers(required, raw),
+    ), (409 if reasons else 200)
+
+
+@bp.route("/<entity>/<int:record_id>/delete", methods=["GET", "POST"])
+def delete(entity: str, record_id: int):
+    """Ask, then delete; the record's history stays."""
+    ce = entity_or_404(entity)
+    record = crm().records.get(entity, record_id, actor(), "delete")
+    if request.method == "POST":
+        try:
+            crm().records.delete(entity, record_id, actor(), "form", version=request.form.get("_version", type=int))
+        except ConflictError as error:
+            flash(str(error), "error")
+            return redirect(url_for("records.record_page", entity=entity, record_id=record_id))
+        flash(f"{ce.definition.label} {ce.title_of(record)!r} deleted.", "success")
+        return redirect(url_for("records.list_page", entity=entity))
+    return render_template("web/confirm_delete.html", ce=ce, record=record, title=ce.title_of(record))
+
+
+# --- bulk actions --------------------------------------------------------------------
+
+
+@bp.post("/<entity>/bulk")
+def bulk(entity: str):
+    """Assign, move or delete the ticked records, after a confirmation page.
+
+    Each record goes through the write path on its own; those it refuses are
+    listed with the reason, the others are changed.
+    """
+    ce = entity_or_404(entity)
+    back = safe_path(request.form.get("back"), url_for("records.list_page", entity=entity))
+    action = request.form.get("action", "")
+    ids = [int(i) for i in request.form.getlist("ids") if i.isdigit()]
+    if action not in BULK_ACTIONS or not ids:
+        flash("Tick at least one record and choose what to do.", "error")
+        return redirect(back)
+    value = request.form.get("value", "")
+    choices = bulk_choices(ce)
+    if action not in choices:
+        raise PermissionDenied(f"you may not {action} {ce.definition.plural.lower()}")
+    if action in ("assign", "move") and not value:
+        flash("Choose whom to assign to or which stage to move to.", "error")
+        return redirect(back)
+    if request.form.get("confirm") != "yes":
+        query = crm().records.select(entity, actor()).where(ce.model.id.in_(ids))
+        return render_template(
+            "web/confirm_bulk.html",
+            ce=ce,
+            action=action,
+            value=value,
+            value_label=_bulk_value_label(choices, action, value),
+            records=[(r.id, ce.title_of(r)) for r in query],
+            back=back,
+        )
+    done, failed = 0, []
+    for record_id in ids:
+        try:
+            _bulk_one(ce, action, record_id, value)
+            done += 1
+        except (ValidationError, TransitionNotAllowed, ConflictError, PermissionDenied, NotFound) as error:
+            failed.append(f"#{record_id}: {error}")
+    flash(f"{done} of {len(ids)} {ce.definition.plural.lower()} changed.", "success" if not failed else "info")
+    for message in failed:
+        flash(message, "error")
+    return redirect(back)
+
+
+def _bulk_value_label(choices: dict, action: str, value: str) -> str:
+    for key, label in choices.get(action, []) if action != "delete" else []:
+        if str(key) == value:
+            return label
+    return value
+
+
+def _bulk_one(ce: CompiledEntity, action: str, record_id: int, value: str) -> None:
+    who = actor()
+    if action == "assign":
+        owner = ce.definition.owner_field.name
+        crm().records.update(ce.name, record_id, {owner: int(value)}, who, "form")
+    elif action == "move":
+        crm().records.transition(ce.name, record_id, value, who, "form")
+    else:
+        crm().records.delete(ce.name, record_id, who, "form")

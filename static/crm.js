@@ -1,0 +1,71 @@
+// Progressive enhancement only: every page works without this file.
+// 1. Kanban: drag a card to another stage; the server's workflow guard decides.
+// 2. Link pickers: search the linked entity instead of scrolling a long list.
+"use strict";
+(function () {
+  document.documentElement.classList.add("js");
+  const csrf = document.querySelector('meta[name="csrf-token"]')?.content;
+
+  function say(text, ok) {
+    const box = document.getElementById("board-message");
+    if (!box) return;
+    box.textContent = text;
+    box.classList.toggle("ok", !!ok);
+  }
+
+  function setUpBoard(board) {
+    let dragged = null;
+    board.addEventListener("dragstart", (event) => {
+      dragged = event.target.closest(".kanban-card");
+      if (dragged) event.dataTransfer.setData("text/plain", dragged.dataset.id);
+    });
+    board.querySelectorAll(".column").forEach((column) => {
+      column.addEventListener("dragover", (event) => { event.preventDefault(); column.classList.add("drop-target"); });
+      column.addEventListener("dragleave", () => column.classList.remove("drop-target"));
+      column.addEventListener("drop", async (event) => {
+        event.preventDefault();
+        column.classList.remove("drop-target");
+        if (!dragged) return;
+        const card = dragged, from = card.closest(".column");
+        dragged = null;
+        if (from === column) return;
+        column.querySelector(".cards").appendChild(card);  // optimistic; snaps back if refused
+        const response = await fetch(card.dataset.move, {
+          method: "POST",
+          headers: { "Content-Type": "application/json", "Accept": "application/json", "X-CSRFToken": csrf },
+          body: JSON.stringify({ to: column.dataset.stage, field: board.dataset.field, version: card.dataset.version }),
+        });
+        const result = await response.json().catch(() => ({ ok: false, reasons: ["the server did not answer"] }));
+        if (result.ok) {
+          card.dataset.version = String(Number(card.dataset.version) + 1);
+          say(`Moved to ${result.label}.`, true);
+        } else {
+          from.querySelector(".cards").appendChild(card);
+          say(`Not moved: ${(result.reasons || [result.error]).join("; ")}`, false);
+        }
+      });
+    });
+  }
+
+  function setUpPicker(input) {
+    const select = document.getElementById(input.dataset.target);
+    if (!select) return;
+    input.hidden = false;
+    let timer = null;
+    input.addEventListener("input", () => {
+      clearTimeout(timer);
+      timer = setTimeout(async () => {
+        const response = await fetch(`${input.dataset.lookup}?q=${encodeURIComponent(input.value)}`,
+                                     { headers: { "Accept": "application/json" } });
+        if (!response.ok) return;
+        const found = await response.json();
+        const current = select.value;
+        select.replaceChildren(new Option("—", ""));
+        for (const item of found) select.add(new Option(item.title, String(item.id), false, String(item.id) === current));
+      }, 200);
+    });
+  }
+
+  document.querySelectorAll(".board").forEach(setUpBoard);
+  document.querySelectorAll(".picker-search").forEach(setUpPicker);
+})();

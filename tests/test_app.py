@@ -1,4 +1,4 @@
-"""The application factory, configuration layers and the placeholder pages."""
+"""The application factory, configuration layers and the health check."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from crm_platform.application import create_app
 from .conftest import GOOD, PROJECT
 
 
-def test_placeholder_page_is_served(client):
+def test_start_page_sends_anonymous_visitors_to_sign_in(client):
     response = client.get("/")
-    assert response.status_code == 200
-    assert b"CRM platform" in response.data
+    assert response.status_code == 302
+    assert response.location == "/login?next=%2F"
 
 
 def test_healthz_reports_the_compiled_definitions_version(client, app):

@@ -150,7 +150,12 @@ def test_update_still_checks_the_values_it_sends(lead):
 
 
 def test_update_cannot_empty_a_required_field(lead):
-    assert lead.errors({"last_name": None}, partial=True) == {"last_name": ["must be a text"]}
+    assert lead.errors({"last_name": None}, partial=True) == {"last_name": ["is required"]}
+
+
+def test_a_required_field_sent_empty_is_reported_as_required(lead):
+    # What a form sends for an input left blank.
+    assert lead.errors({**VALID_LEAD, "last_name": None}) == {"last_name": ["is required"]}
 
 
 def test_update_can_empty_an_optional_field(lead):

@@ -43,6 +43,6 @@ def delete(view_id: int):
         raise NotFound("there is no such saved view")
     if view.user_id != actor().user_id and not actor().superuser:
         raise PermissionDenied("you may only delete your own views")
-    view.delete_instance()
+    SavedView.delete().where(SavedView.id == view.id).execute()
     flash(f"View {view.name!r} deleted.", "success")
     return redirect(url_for("records.list_page", entity=view.entity))

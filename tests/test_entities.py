@@ -75,6 +75,12 @@ CASES = {
         "schemas/account.yaml:4:8: error: the owner field must be a user field; 'name' is a string"
     ],
     "entity-defined-twice": ["schemas/account_copy.yaml:1:9: error: entity 'account' is defined twice"],
+    "entity-calendar-not-a-date": [
+        "schemas/activity.yaml:4:22: error: calendar fields must be date or datetime fields; 'subject' is a string"
+    ],
+    "entity-done-not-boolean": [
+        "schemas/activity.yaml:4:7: error: the done field must be a boolean field; 'kind' is a choice"
+    ],
     # --- pack.yaml ---
     "pack-unknown-entity-in-role": ["pack.yaml:18:7: error: unknown entity 'acount' in role 'sales'"],
     "pack-unknown-time-zone": ["pack.yaml:4:11: error: unknown time zone 'Europe/Berlim'"],

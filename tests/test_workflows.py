@@ -14,6 +14,7 @@ from crm_platform.definitions import load_pack
 from .conftest import GOOD, edit, errors_of, findings_of
 
 LEAD_FLOW = "workflows/lead_lifecycle.yaml"
+DEAL_FLOW = "workflows/deal_pipeline.yaml"
 
 
 def test_the_good_pack_workflows_load_without_findings():
@@ -43,6 +44,7 @@ def test_a_workflow_gives_its_entity_the_state_field_with_the_states_as_options(
 GRAPH_CASES = {
     "workflow-no-initial": f"{LEAD_FLOW}:4:1: error: workflow 'lead_lifecycle' has no initial state",
     "workflow-two-initial": f"{LEAD_FLOW}:6:3: error: more than one initial state: 'new' and 'contacted'",
+    "workflow-outcome-not-final": f"{DEAL_FLOW}:7:3: error: state 'proposal' has an outcome but is not final",
     "workflow-unknown-state": f"{LEAD_FLOW}:13:29: error: unknown state 'qualifed' in workflow 'lead_lifecycle'",
     "workflow-duplicate-transition": f"{LEAD_FLOW}:15:12: error: duplicate transition new -> contacted",
     "workflow-self-transition": f"{LEAD_FLOW}:15:12: error: transition from 'contacted' to itself",

@@ -17,7 +17,7 @@ from .compiler import compile_pack
 from .definitions import load_pack
 from .errors import DefinitionError, Finding, ValidationError
 from .runtime.history import explain_lines
-from .seed import seed_demo
+from .seed import seed_demo, seed_demo_records
 from .worker import run_standalone
 
 
@@ -108,12 +108,15 @@ def create_admin_command(email: str, name: str, password: str) -> None:
 
 
 @click.command("seed-demo")
+@click.option("--records/--no-records", default=True, show_default=True, help="Also sample accounts, deals, ...")
 @with_appcontext
-def seed_demo_command() -> None:
-    """Create the demo company's users (password: demo)."""
+def seed_demo_command(records: bool) -> None:
+    """Create the demo company's users (password: demo) and, if it has none, sample records."""
     crm = current_app.extensions["crm"]
     crm.init_db()
     click.echo(f"{seed_demo(crm.directory)} demo users created")
+    if records:
+        click.echo(f"{seed_demo_records(crm)} demo records created")
 
 
 @click.command("worker")

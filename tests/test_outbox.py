@@ -440,14 +440,23 @@ def test_create_admin_creates_a_superuser_once(cli, crm):
 
 
 def test_seed_demo_creates_the_demo_users_once(cli, crm):
-    assert cli.invoke(args=["seed-demo"]).output == "12 demo users created\n"
-    assert cli.invoke(args=["seed-demo"]).output == "0 demo users created\n"
+    assert cli.invoke(args=["seed-demo", "--no-records"]).output == "12 demo users created\n"
+    assert cli.invoke(args=["seed-demo", "--no-records"]).output == "0 demo users created\n"
     assert crm.directory.check_password("anna@demo.example.com", "demo") is not None
     assert len(crm.directory.team_members("sales-dach")) == 4
 
 
+def test_seed_demo_fills_an_empty_company_with_sample_records_once(cli, crm):
+    first = cli.invoke(args=["seed-demo"]).output.splitlines()
+    assert first[0] == "12 demo users created"
+    assert first[1].endswith(" demo records created") and int(first[1].split()[0]) > 50
+    deals = crm.compiled.entities["deal"].model
+    assert {d.stage for d in deals.select()} >= {"prospecting", "proposal", "won", "lost"}
+    assert cli.invoke(args=["seed-demo"]).output == "0 demo users created\n0 demo records created\n"
+
+
 def test_explain_command_prints_the_automated_history(cli, crm):
-    cli.invoke(args=["seed-demo"])
+    cli.invoke(args=["seed-demo", "--no-records"])
     crm.records.create("lead", web_lead(), SYSTEM, "api")
     result = cli.invoke(args=["explain", "lead", "1"])
     assert result.exit_code == 0

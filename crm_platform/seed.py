@@ -73,8 +73,10 @@ def seed_demo_records(crm) -> int:
         created += 1
         return record
 
-    companies = [("Alpenblick GmbH", "DE"), ("Nordlicht AG", "DE"), ("Helvetia Systems", "CH"), ("Wiener Werkstatt", "AT"),
-                 ("Lumière SARL", "FR"), ("Thames Analytics", "GB"), ("Prairie Tools Inc", "US"), ("Bodensee Bikes", "DE")]  # fmt: skip
+    companies = [
+        ("Alpenblick GmbH", "DE"), ("Nordlicht AG", "DE"), ("Helvetia Systems", "CH"), ("Wiener Werkstatt", "AT"),
+        ("Lumière SARL", "FR"), ("Thames Analytics", "GB"), ("Prairie Tools Inc", "US"), ("Bodensee Bikes", "DE"),
+    ]  # fmt: skip
     accounts = [make("account", {"name": name, "owner": rng.choice(reps)}) for name, _ in companies]
     people = ["Lena Vogel", "Paul Berger", "Sofia Keller", "Jonas Wolf", "Marie Laurent", "Oliver Smith", "Emily Jones",
               "Lukas Brandt", "Nina Huber", "Tom Becker", "Eva Roth", "Max Schulz"]  # fmt: skip
@@ -82,8 +84,9 @@ def seed_demo_records(crm) -> int:
     for i, person in enumerate(people):
         first, last = person.split()
         account = accounts[i % len(accounts)]
-        contacts.append(make("contact", {"first_name": first, "last_name": last, "account": account.id,
-                                         "email": f"{first}.{last}@example.com".lower(), "owner": account.owner}))  # fmt: skip
+        email = f"{first}.{last}@example.com".lower()
+        data = {"first_name": first, "last_name": last, "account": account.id, "email": email, "owner": account.owner}
+        contacts.append(make("contact", data))
     sources = ["web", "referral", "event", "cold_call", "partner"]
     for i in range(20):
         first, last = rng.choice(people).split()
@@ -97,14 +100,15 @@ def seed_demo_records(crm) -> int:
             disqualified={"lost_reason": "no_budget"},
         )  # fmt: skip
     path = ["qualification", "proposal", "negotiation"]
+    products = ["CRM rollout", "Support plan", "Analytics add-on", "Renewal"]
     for i in range(16):
         account = accounts[i % len(accounts)]
         amount = rng.randrange(5, 120) * 1000
         stages = [*path, "won"] if i % 5 == 0 else path[: i % 4] + (["lost"] if i % 7 == 0 else [])
         make(
             "deal",
-            {"name": f"{account.name.split()[0]} {['CRM rollout', 'Support plan', 'Analytics add-on', 'Renewal'][i % 4]}",
-             "account": account.id, "amount": amount, "close_date": (today + dt.timedelta(days=15 * (i % 6) - 20)).isoformat(),
+            {"name": f"{account.name.split()[0]} {products[i % 4]}", "account": account.id, "amount": amount,
+             "close_date": (today + dt.timedelta(days=15 * (i % 6) - 20)).isoformat(),
              "source": sources[i % len(sources)], "owner": account.owner},
             stages,
             lost={"lost_reason": "price"},

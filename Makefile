@@ -41,6 +41,7 @@ bench: $(VENV)/.dev
 	$(BIN)/python bench/write_path.py
 	$(BIN)/python bench/dispatch.py
 	$(BIN)/python bench/workers.py
+	$(BIN)/python bench/web.py
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache

@@ -24,3 +24,14 @@ def open_database(url: str) -> pw.Database:
         # that reads and then writes never fails to upgrade its lock under concurrency.
         return pw.SqliteDatabase(path, pragmas=SQLITE_PRAGMAS, lock_type="IMMEDIATE")
     return connect(url)
+
+
+def read_snapshot(database: pw.Database):
+    """A transaction for reads only: every query in it sees the same state.
+
+    On SQLite it starts deferred, so a page that only reads never takes the
+    write lock (plain transactions here begin IMMEDIATE, see above).
+    """
+    if isinstance(database, pw.SqliteDatabase):
+        return database.atomic(lock_type="DEFERRED")
+    return database.atomic()

@@ -13,6 +13,15 @@
     box.classList.toggle("ok", !!ok);
   }
 
+  function recount(board) {
+    board.querySelectorAll(".column").forEach((column) => {
+      const count = column.querySelector("h2 .count");
+      const shown = column.querySelectorAll(".kanban-card").length;
+      const hidden = Number(column.dataset.hidden || 0);
+      if (count) count.textContent = String(shown + hidden);
+    });
+  }
+
   function setUpBoard(board) {
     let dragged = null;
     board.addEventListener("dragstart", (event) => {
@@ -35,9 +44,12 @@
           headers: { "Content-Type": "application/json", "Accept": "application/json", "X-CSRFToken": csrf },
           body: JSON.stringify({ to: column.dataset.stage, field: board.dataset.field, version: card.dataset.version }),
         });
-        const result = await response.json().catch(() => ({ ok: false, reasons: ["the server did not answer"] }));
-        if (result.ok) {
+        const fallback = { ok: false, reasons: [`the server answered ${response.status} ${response.statusText}`] };
+        const result = await response.json().catch(() => fallback);
+        if (response.ok && result.ok) {
           card.dataset.version = String(Number(card.dataset.version) + 1);
+          recount(board);
+          card.querySelector(".card-move")?.remove();  // its choices were for the old stage
           say(`Moved to ${result.label}.`, true);
         } else {
           from.querySelector(".cards").appendChild(card);

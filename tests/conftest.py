@@ -41,6 +41,7 @@ def app(tmp_path):
         {
             "TESTING": True,
             "DATABASE_URL": f"sqlite:///{tmp_path / 'crm.sqlite3'}",
+            "QUEUE_URL": f"sqlite:///{tmp_path / 'queue.sqlite3'}",
             "PACK_DIR": str(PROJECT),
             "SECRET_KEY": "test",
         }

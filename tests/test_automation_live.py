@@ -114,10 +114,10 @@ def test_stage_moves_refused_by_the_workflow_change_nothing(live):
 
     with pytest.raises(TransitionNotAllowed) as illegal:
         crm.records.transition("lead", lead.id, "converted", SYSTEM, "form")
-    assert "there is no move from 'new' to 'converted'" in str(illegal.value)
+    assert "there is no move from New to Converted" in str(illegal.value)
     with pytest.raises(TransitionNotAllowed) as missing:
         crm.records.transition("lead", lead.id, "disqualified", SYSTEM, "form")
-    assert "lost_reason must be filled in" in str(missing.value)
+    assert "Disqualification reason must be filled in" in str(missing.value)
 
     fresh = crm.compiled.entities["lead"].model.get_by_id(lead.id)
     assert (fresh.status, fresh.version) == ("new", 1)

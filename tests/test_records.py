@@ -228,7 +228,7 @@ def test_move_without_such_a_transition_is_refused_and_changes_nothing(crm):
     with pytest.raises(TransitionNotAllowed) as refused:
         crm.records.transition("lead", lead.id, "converted", SYSTEM, "form")
     assert (refused.value.source, refused.value.target) == ("new", "converted")
-    assert refused.value.reasons == ["there is no move from 'new' to 'converted' (allowed: contacted, disqualified)"]
+    assert refused.value.reasons == ["there is no move from New to Converted (allowed: Contacted, Disqualified)"]
     with pytest.raises(TransitionNotAllowed) as unknown:
         crm.records.transition("lead", lead.id, "won", SYSTEM, "form")
     assert unknown.value.reasons == ["'won' is not a stage of Lead lifecycle"]
@@ -243,7 +243,7 @@ def test_move_missing_a_required_field_is_refused_until_it_is_given(crm):
     before = snapshot(crm, "lead", lead.id)
     with pytest.raises(TransitionNotAllowed) as refused:
         crm.records.transition("lead", lead.id, "disqualified", SYSTEM, "form")
-    assert refused.value.reasons == ["lost_reason must be filled in to enter Disqualified"]
+    assert refused.value.reasons == ["Disqualification reason must be filled in to enter Disqualified"]
     assert snapshot(crm, "lead", lead.id) == before
 
     crm.records.transition("lead", lead.id, "disqualified", SYSTEM, "form", data={"lost_reason": "no_budget"})
@@ -262,7 +262,7 @@ def test_refused_move_lists_every_reason_at_once(crm):
         crm.records.transition("lead", lead.id, "qualified", SYSTEM, "form")
     assert refused.value.reasons == [
         "the condition is not met: lead.score >= 50",
-        "email, country must be filled in to enter Qualified",
+        "Email, Country must be filled in to enter Qualified",
     ]
     assert snapshot(crm, "lead", lead.id) == before
 

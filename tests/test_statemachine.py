@@ -104,16 +104,16 @@ def test_an_allowed_move_returns_the_transition(lead_flow, ctx):
 def test_a_move_that_is_not_defined_lists_the_allowed_targets(lead_flow, ctx):
     error = refusal(lead_flow, lead(status="new"), "converted", ["sales"], ctx)
     assert (error.source, error.target) == ("new", "converted")
-    assert error.reasons == ["there is no move from 'new' to 'converted' (allowed: contacted, disqualified)"]
+    assert error.reasons == ["there is no move from New to Converted (allowed: Contacted, Disqualified)"]
     assert str(error) == (
         "cannot move from 'new' to 'converted': "
-        "there is no move from 'new' to 'converted' (allowed: contacted, disqualified)"
+        "there is no move from New to Converted (allowed: Contacted, Disqualified)"
     )
 
 
 def test_a_move_out_of_a_final_state_allows_none(lead_flow, ctx):
     error = refusal(lead_flow, lead(status="converted"), "new", None, ctx)
-    assert error.reasons == ["there is no move from 'converted' to 'new' (allowed: none)"]
+    assert error.reasons == ["there is no move from Converted to New (allowed: none)"]
 
 
 def test_an_unknown_target_is_not_a_stage(lead_flow, ctx):
@@ -156,7 +156,7 @@ def test_the_guard_is_compiled_from_the_workflow(lead_flow):
 
 @pytest.mark.parametrize(
     ("fields", "missing"),
-    [({"email": None}, "email"), ({"country": ""}, "country"), ({"email": "", "country": None}, "email, country")],
+    [({"email": None}, "Email"), ({"country": ""}, "Country"), ({"email": "", "country": None}, "Email, Country")],
 )
 def test_required_fields_missing_on_entering_are_named(lead_flow, ctx, fields, missing):
     error = refusal(lead_flow, lead(**fields), "qualified", ["sales"], ctx)
@@ -165,7 +165,7 @@ def test_required_fields_missing_on_entering_are_named(lead_flow, ctx, fields, m
 
 def test_required_fields_of_a_final_state(lead_flow, ctx):
     error = refusal(lead_flow, lead(status="new"), "disqualified", None, ctx)
-    assert error.reasons == ["lost_reason must be filled in to enter Disqualified"]
+    assert error.reasons == ["Lost reason must be filled in to enter Disqualified"]
     assert lead_flow.check(lead(status="new", lost_reason="price"), "disqualified", None, ctx).target == "disqualified"
 
 
@@ -179,5 +179,5 @@ def test_every_reason_is_given_at_once(lead_flow, ctx):
     assert error.reasons == [
         "only sales may make this move",
         "the condition is not met: lead.score >= 50",
-        "country must be filled in to enter Qualified",
+        "Country must be filled in to enter Qualified",
     ]

@@ -117,7 +117,8 @@ def compile_pack(pack: Pack) -> CompiledApp:
             computed=computed,
         )
     for workflow in pack.workflows.values():
-        machine = compile_workflow(workflow)
+        entity = pack.entities[workflow.entity.name]
+        machine = compile_workflow(workflow, {name: f.label for name, f in entity.fields.items()})
         entities[machine.entity].workflows[machine.field] = machine
     rules = RuleIndex([compile_rule(rule) for rule in pack.rules])
     warnings = sorted((f for f in diag.findings if not f.is_error), key=lambda f: f.location)

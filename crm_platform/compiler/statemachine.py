@@ -39,12 +39,13 @@ class Transition:
 class StateMachine:
     """The compiled form of one workflow."""
 
-    def __init__(self, workflow: WorkflowDef, guards: dict[int, CompiledExpression]):
+    def __init__(self, workflow: WorkflowDef, guards: dict[int, CompiledExpression], field_labels=None):
         self.name = workflow.name
         self.label = workflow.label
         self.entity = workflow.entity.name
         self.field = workflow.field.name
         self.probability_field = workflow.probability_field.name if workflow.probability_field else None
+        self.field_labels = dict(field_labels or {})
         self.states = {
             s.name: State(
                 s.name,
@@ -73,6 +74,9 @@ class StateMachine:
         """The moves defined out of ``state`` (for buttons and the kanban board)."""
         return list(self._outgoing.get(state, ()))
 
+    def _label(self, state: str) -> str:
+        return self.states[state].label if state in self.states else repr(state)
+
     def check(self, record, target: str, roles, ctx) -> Transition:
         """Return the transition from the record's state to ``target`` if allowed.
 
@@ -82,11 +86,11 @@ class StateMachine:
         source = getattr(record, self.field)
         transition = self._transitions.get((source, target))
         if transition is None:
-            allowed = ", ".join(t.target for t in self._outgoing.get(source, ())) or "none"
+            allowed = ", ".join(self._label(t.target) for t in self._outgoing.get(source, ())) or "none"
             if target not in self.states:
                 reason = f"{target!r} is not a stage of {self.label}"
             else:
-                reason = f"there is no move from {source!r} to {target!r} (allowed: {allowed})"
+                reason = f"there is no move from {self._label(source)} to {self._label(target)} (allowed: {allowed})"
             raise TransitionNotAllowed(str(source), target, [reason])
         reasons = []
         if transition.roles and roles is not None and not transition.roles.intersection(roles):
@@ -95,7 +99,8 @@ class StateMachine:
             reasons.append(f"the condition is not met: {transition.guard.source}")
         missing = [f for f in self.states[target].require if _empty(getattr(record, f, None))]
         if missing:
-            reasons.append(f"{', '.join(missing)} must be filled in to enter {self.states[target].label}")
+            names = ", ".join(self.field_labels.get(f, f) for f in missing)
+            reasons.append(f"{names} must be filled in to enter {self.states[target].label}")
         if reasons:
             raise TransitionNotAllowed(source, target, reasons)
         return transition
@@ -105,12 +110,15 @@ def _empty(value) -> bool:
     return value is None or value == "" or value == []
 
 
-def compile_workflow(workflow: WorkflowDef) -> StateMachine:
-    """Compile guards and build the state machine of a checked workflow."""
+def compile_workflow(workflow: WorkflowDef, field_labels: dict[str, str] | None = None) -> StateMachine:
+    """Compile guards and build the state machine of a checked workflow.
+
+    ``field_labels`` (field name -> label) lets refusals name fields as people see them.
+    """
     compiler = ExpressionCompiler(workflow.entity.name)
     guards = {
         index: compiler.compile(t.guard, "guard", f"{workflow.file}:{t.loc.line}", t.guard_source or "")
         for index, t in enumerate(workflow.transitions)
         if t.guard is not None
     }
-    return StateMachine(workflow, guards)
+    return StateMachine(workflow, guards, field_labels or {})

@@ -25,7 +25,8 @@ def init_web(app: Flask) -> None:
     register_filters(app)
     for blueprint in (home.bp, auth.bp, records.bp, views.bp, boards.bp, dashboards.bp, public.bp):
         app.register_blueprint(blueprint)
-    init_limits(app)
+    # Flask-Limiter keeps only a weak reference to itself on the app.
+    app.extensions["crm_limiter"] = init_limits(app)
     console.init_console(app)
     app.before_request(require_login)
     app.register_error_handler(PermissionDenied, forbidden)

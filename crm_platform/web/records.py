@@ -17,6 +17,8 @@ from flask import Blueprint, Response, abort, flash, jsonify, redirect, render_t
 
 from ..compiler.compiled import CompiledEntity
 from ..errors import ConflictError, NotFound, PermissionDenied, TransitionNotAllowed, ValidationError
+from ..runtime import values as v
+from ..store import read_snapshot
 from . import formdata, listing, present
 from .auth import actor, safe_path
 from .state import crm, formats
@@ -156,6 +158,13 @@ def neutralise(text: str) -> str:
 def record_page(entity: str, record_id: int):
     """The record: its fields by section, stage path, moves, related lists and timeline."""
     ce = entity_or_404(entity)
+    # One snapshot: the fields, related lists and timeline agree even while a worker writes.
+    with read_snapshot(crm().database):
+        return _record_page(ce, record_id)
+
+
+def _record_page(ce: CompiledEntity, record_id: int):
+    entity = ce.name
     record = crm().records.get(entity, record_id, actor())
     specs = ce.form.fields
     names = present.names_for(crm().compiled, crm().tables, specs, [record])
@@ -282,7 +291,9 @@ def _form(ce: CompiledEntity, record):
     general = None
     if request.method == "POST":
         payload, errors = formdata.parse(specs, request.form, formats())
-        if not errors:
+        if errors:
+            errors = _with_other_errors(ce, record, payload, errors)
+        else:
             try:
                 saved = _save(ce, record, payload)
             except ValidationError as error:
@@ -310,11 +321,41 @@ def _form(ce: CompiledEntity, record):
     ), status
 
 
+def _with_other_errors(ce: CompiledEntity, record, payload: dict, errors: dict) -> dict:
+    """Values that could not be read, plus what the schema says of the rest, so one round shows all."""
+    readable = {name: value for name, value in payload.items() if name not in errors and not _empty(value)}
+    others = ce.validator.errors(v.payload_to_json(readable), partial=record is not None)
+    return errors | {name: messages for name, messages in others.items() if name not in errors and name}
+
+
 def _save(ce: CompiledEntity, record, payload: dict):
     if record is None:
-        return crm().records.create(ce.name, payload, actor(), "form")
+        # Inputs left empty are not given: the entity's defaults (and the owner: the creator) apply.
+        given = {name: value for name, value in payload.items() if not _empty(value)}
+        return crm().records.create(ce.name, given, actor(), "form")
+    changed = _changed(ce, record, payload)
+    if not changed:
+        return record  # saving the form as shown is not a change: no new version, no rules
     version = request.form.get("_version", type=int)
-    return crm().records.update(ce.name, record.id, payload, actor(), "form", version=version)
+    return crm().records.update(ce.name, record.id, changed, actor(), "form", version=version)
+
+
+def _changed(ce: CompiledEntity, record, payload: dict) -> dict:
+    """The fields of ``payload`` whose value differs from the record's (an empty list equals no value)."""
+    changed = {}
+    for name, new in payload.items():
+        field = ce.definition.fields[name]
+        old = getattr(record, v.storage_name(field))
+        new_value = v.from_json(field, v.to_json(new))
+        if _empty(old) and _empty(new_value):
+            continue
+        if old != new_value:
+            changed[name] = new
+    return changed
+
+
+def _empty(value) -> bool:
+    return value is None or value == "" or value == []
 
 
 def _submitted(spec, form):
@@ -401,9 +442,10 @@ def move(entity: str, record_id: int):
     """
     ce = entity_or_404(entity)
     record = crm().records.get(entity, record_id, actor(), "update")
-    field = request.values.get("field") or next(iter(ce.workflows), None)
+    values = (request.get_json(silent=True) or {}) if request.is_json else request.values
+    field = values.get("field") or next(iter(ce.workflows), None)
     machine = ce.workflows.get(field)
-    target = request.values.get("to", "")
+    target = values.get("to", "")
     if machine is None or target not in machine.states:
         abort(404)
     required = [s for s in ce.form.fields if s.name in machine.states[target].require]
@@ -411,10 +453,9 @@ def move(entity: str, record_id: int):
     reasons: list[str] = []
     errors: dict[str, list[str]] = {}
     if request.method == "POST":
-        form = request.get_json(silent=True) or {} if request.is_json else request.form
-        data, errors = formdata.parse(required, form, formats()) if not request.is_json else ({}, {})
-        data = {k: val for k, val in data.items() if val not in (None, [])}
-        version = form.get("version") or form.get("_version")
+        data, errors = ({}, {}) if request.is_json else formdata.parse(required, request.form, formats())
+        data = {k: val for k, val in data.items() if not _empty(val)}
+        version = values.get("version") or values.get("_version")
         try:
             if errors:
                 raise ValidationError(errors)
@@ -499,7 +540,8 @@ def bulk(entity: str):
     choices = bulk_choices(ce)
     if action not in choices:
         raise PermissionDenied(f"you may not {action} {ce.definition.plural.lower()}")
-    if action in ("assign", "move") and not value:
+    valid = {str(key) for key, _ in choices.get(action, [])} if action != "delete" else {value}
+    if value not in valid:
         flash("Choose whom to assign to or which stage to move to.", "error")
         return redirect(back)
     if request.form.get("confirm") != "yes":

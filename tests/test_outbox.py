@@ -246,6 +246,16 @@ def test_actions_of_a_deleted_lead_are_skipped(crm, dach, held):
     assert crm.tables.RoundRobin.select().count() == 0
 
 
+def test_a_welcome_email_for_a_lead_deleted_before_it_ran_is_skipped(crm, dach, held):
+    lead = crm.records.create("lead", web_lead(), SYSTEM, "api")
+    crm.records.delete("lead", lead.id, SYSTEM, "form")
+    held.release()
+    email = outbox_row(crm, "send_email")
+    assert crm.runner.run(email.id) == f"skipped: Lead #{lead.id} was deleted"
+    assert outbox_row(crm, "send_email").status == "skipped"
+    assert mails(crm) == []
+
+
 # --- once -----------------------------------------------------------------------------
 
 

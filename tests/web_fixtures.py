@@ -83,7 +83,7 @@ def user_id(crm, name: str) -> int:
 
 def csrf_token(html: str) -> str:
     """The CSRF token a page carries."""
-    match = re.search(r'name="csrf_token" value="([^"]+)"', html) or re.search(
+    match = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', html) or re.search(
         r'name="csrf-token" content="([^"]+)"', html
     )
     assert match, "the page has no CSRF token"

@@ -124,9 +124,12 @@ class ActionRunner:
         entity = engine.compiled.entities[row.entity]
         record = entity.model.get_or_none(entity.model.id == row.record_id)
         if record is None:
-            if row.kind not in ("send_email", "notify", "webhook"):
+            # Messages about a deletion carry the deleted record's snapshot; anything else
+            # planned for a record that is gone since has nothing left to act on.
+            snapshot = row.payload.get("snapshot")
+            if row.kind not in ("send_email", "notify", "webhook") or snapshot is None:
                 raise Skip(f"{entity.definition.label} #{row.record_id} was deleted")
-            record = SimpleNamespace(**row.payload.get("snapshot", {}))
+            record = SimpleNamespace(**snapshot)
         return ActionRun(engine, row, rule, action, entity, record)
 
     def settle(self, run: ActionRun, result: str) -> None:

@@ -9,6 +9,7 @@ public forms.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from ..definitions.analysis import reverse_name
 from ..definitions.model import EntityDef, FieldDef, Pack
@@ -40,6 +41,11 @@ class FieldSpec:
     currency: str | None = None
     step: str | None = None
     multiple: bool = False
+
+    @cached_property
+    def choice_labels(self) -> dict[str, str]:
+        """Choice value -> label."""
+        return dict(self.choices)
 
 
 @dataclass(frozen=True)

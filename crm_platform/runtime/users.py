@@ -100,6 +100,66 @@ class Directory:
                 self.tables.TeamMember.insert(team=team, user=user_id).execute()
         return user_id
 
+    def update_user(
+        self,
+        user_id: int,
+        *,
+        name: str | None = None,
+        password: str | None = None,
+        roles=None,
+        teams=None,
+        superuser: bool | None = None,
+        away: bool | None = None,
+        active: bool | None = None,
+    ) -> None:
+        """Change a user; every argument left as None keeps its value.
+
+        ``roles`` and ``teams`` replace the user's roles and memberships (a team
+        the user stays in keeps its lead flag); ``password`` is stored hashed.
+        Raises ``LookupError`` if there is no such user and ``ValidationError``
+        naming each wrong field (nothing is changed then).
+        """
+        if not self.exists(user_id):
+            raise LookupError(f"no user {user_id}")
+        errors = self.membership_errors(roles or (), teams or ())
+        if name is not None and not name.strip():
+            errors["name"] = ["must not be empty"]
+        if password is not None and len(password) < 4:
+            errors["password"] = ["must have at least 4 characters"]
+        if errors:
+            raise ValidationError(errors)
+        changes = {"superuser": superuser, "away": away, "active": active}
+        changes = {key: value for key, value in changes.items() if value is not None}
+        if name is not None:
+            changes["name"] = name.strip()
+        if password is not None:
+            changes["password_hash"] = generate_password_hash(password)
+        User, UserRole, TeamMember = self.tables.User, self.tables.UserRole, self.tables.TeamMember
+        with self.tables.database.atomic():
+            if changes:
+                User.update(changes).where(User.id == user_id).execute()
+            if roles is not None:
+                UserRole.delete().where((UserRole.user == user_id) & UserRole.role.not_in(list(roles))).execute()
+                kept = {link.role for link in UserRole.select(UserRole.role).where(UserRole.user == user_id)}
+                for role in sorted(set(roles) - kept):
+                    UserRole.insert(role=role, user=user_id).execute()
+            if teams is not None:
+                TeamMember.delete().where((TeamMember.user == user_id) & TeamMember.team.not_in(list(teams))).execute()
+                kept = {link.team for link in TeamMember.select(TeamMember.team).where(TeamMember.user == user_id)}
+                for team in sorted(set(teams) - kept):
+                    TeamMember.insert(team=team, user=user_id).execute()
+
+    def membership_errors(self, roles, teams) -> dict[str, list[str]]:
+        """The roles and teams the pack does not define, as field errors (empty if all are known)."""
+        errors: dict[str, list[str]] = {}
+        unknown_roles = sorted(set(roles) - self.known_roles)
+        if unknown_roles:
+            errors["roles"] = [f"unknown role {r!r}" for r in unknown_roles]
+        unknown_teams = sorted(set(teams) - self.known_teams)
+        if unknown_teams:
+            errors["teams"] = [f"unknown team {t!r}" for t in unknown_teams]
+        return errors
+
     def set_flags(self, user_id: int, *, away: bool | None = None, active: bool | None = None) -> None:
         """Mark a user away (no new assignments) or inactive (no sign-in, no assignments)."""
         changes = {}

@@ -175,12 +175,11 @@ def my_work():
         if not rows:
             continue
         columns = [s for s in ce.list.columns if s.name != owner.name][:4]
-        names = present.names_for(crm().compiled, crm().tables, columns, rows)
         sections.append(
             {
                 "entity": ce,
                 "columns": columns,
-                "rows": [(r, ce.title_of(r), [present.cell(r, s, names, formats()) for s in columns]) for r in rows],
+                "rows": present.rows(crm().compiled, crm().tables, ce, columns, rows, formats()),
                 "total": query.count() if len(rows) == MY_WORK_ROWS else len(rows),
             }
         )

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 from babel import Locale
 from babel.dates import format_date, format_datetime
-from babel.numbers import NumberFormatError, format_currency, format_decimal, parse_decimal
+from babel.numbers import NumberFormatError, parse_decimal
 from flask import Flask
 from markupsafe import Markup, escape
 
@@ -27,17 +27,20 @@ class Formats:
         self.locale = Locale.parse(settings.locale)
         self.tz = ZoneInfo(settings.timezone)
         self.currency = settings.currency
+        # The locale's patterns, parsed once: babel's format_* functions look them up on every call.
+        self._decimal = self.locale.decimal_formats[None]
+        self._currency = self.locale.currency_formats["standard"]
 
     def money(self, value, currency: str | None = None) -> str:
         if value is None:
             return ""
-        return format_currency(value, currency or self.currency, locale=self.locale)
+        return self._currency.apply(value, self.locale, currency=currency or self.currency, currency_digits=True)
 
     def number(self, value) -> str:
-        return "" if value is None else format_decimal(value, locale=self.locale)
+        return "" if value is None else self._decimal.apply(value, self.locale)
 
     def percent(self, value) -> str:
-        return "" if value is None else f"{format_decimal(value, locale=self.locale)} %"
+        return "" if value is None else f"{self.number(value)} %"
 
     def date(self, value: dt.date | None) -> str:
         return "" if value is None else format_date(value, "medium", locale=self.locale)
@@ -97,10 +100,9 @@ def show(value, spec, formats: Formats, names: dict | None = None, record=None):
     if kind == "datetime":
         return formats.datetime(value)
     if kind in ("choice", "state", "team"):
-        return dict(spec.choices).get(value, value)
+        return spec.choice_labels.get(value, value)
     if kind == "multi_choice":
-        labels = dict(spec.choices)
-        return ", ".join(labels.get(v, v) for v in value)
+        return ", ".join(spec.choice_labels.get(v, v) for v in value)
     if kind == "tags":
         return Markup(" ").join(Markup('<span class="tag">{}</span>').format(t) for t in value)
     if kind in ("user", "link"):

@@ -46,11 +46,11 @@ def list_page(entity: str):
     """The entity's list: search, filters, sort, pagination, saved views, bulk actions."""
     ce = entity_or_404(entity)
     req = listing.ListRequest.from_args(request.args, ce)
-    query = listing.apply(crm().records.select(entity, actor()), ce, req, formats())
+    fmt = formats()
+    query = listing.apply(crm().records.select(entity, actor()), ce, req, fmt)
     page = listing.fetch(query, req)
     columns = list(ce.list.columns)
-    names = present.names_for(crm().compiled, crm().tables, columns, page.rows)
-    rows = [(r, [present.cell(r, spec, names, formats()) for spec in columns]) for r in page.rows]
+    rows = present.rows(crm().compiled, crm().tables, ce, columns, page.rows, fmt)
     return render_template(
         "web/list.html",
         ce=ce,
@@ -167,9 +167,9 @@ def _record_page(ce: CompiledEntity, record_id: int):
     entity = ce.name
     record = crm().records.get(entity, record_id, actor())
     specs = ce.form.fields
-    names = present.names_for(crm().compiled, crm().tables, specs, [record])
+    names, fmt = present.names_for(crm().compiled, crm().tables, specs, [record]), formats()
     sections = [
-        (section.label, [(spec, present.cell(record, spec, names, formats())) for spec in section.fields])
+        (section.label, [(spec, present.cell(record, spec, names, fmt)) for spec in section.fields])
         for section in ce.form.sections
     ]
     permissions, who = crm().permissions, actor()
@@ -223,13 +223,12 @@ def related_lists(ce: CompiledEntity, record) -> list[dict]:
         query = crm().records.select(related.entity, who).where(link == record.id)
         rows = list(query.order_by(other.model.id.desc()).limit(RELATED_ROWS))
         columns = [s for s in other.list.columns if s.name != related.field][:4]
-        names = present.names_for(crm().compiled, crm().tables, columns, rows)
         result.append(
             {
                 "related": related,
                 "entity": other,
                 "columns": columns,
-                "rows": [(r, other.title_of(r), [present.cell(r, s, names, formats()) for s in columns]) for r in rows],
+                "rows": present.rows(crm().compiled, crm().tables, other, columns, rows, formats()),
                 "total": query.count() if len(rows) == RELATED_ROWS else len(rows),
                 "can_create": crm().permissions.can(who, related.entity, "create"),
             }

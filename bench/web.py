@@ -79,7 +79,6 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from unittest import mock
 from urllib.parse import urlencode
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -121,33 +120,19 @@ RUNNING: list[subprocess.Popen] = []  # every child this script started, killed 
 
 def make_app(directory: Path):
     """The company's app on ``directory``, with the bare view registered before any request."""
-    from crm_platform import web
     from crm_platform.application import create_app
 
-    # Work-around: init_web drops the Limiter that init_limits returns. With
-    # RATELIMIT_ENABLED off nothing else refers to it, so once the garbage
-    # collector has run, /login (a rate-limited view) fails with
-    # "ReferenceError: weakly-referenced object no longer exists". Keep it on the app.
-    limiters = []
-
-    def init_limits(app):
-        limiters.append(real_init_limits(app))
-        return limiters[-1]
-
-    real_init_limits = web.init_limits
-    with mock.patch.object(web, "init_limits", init_limits):
-        app = create_app(
-            {
-                "SECRET_KEY": "bench",
-                "PACK_DIR": str(ROOT),
-                "DATABASE_URL": f"sqlite:///{directory / 'crm.sqlite3'}",
-                "QUEUE_URL": "memory://",
-                "RATELIMIT_ENABLED": False,
-                "WTF_CSRF_ENABLED": False,
-            },
-            instance_path=str(directory),
-        )
-    app.extensions["bench_limiter"] = limiters[0]
+    app = create_app(
+        {
+            "SECRET_KEY": "bench",
+            "PACK_DIR": str(ROOT),
+            "DATABASE_URL": f"sqlite:///{directory / 'crm.sqlite3'}",
+            "QUEUE_URL": "memory://",
+            "RATELIMIT_ENABLED": False,
+            "WTF_CSRF_ENABLED": False,
+        },
+        instance_path=str(directory),
+    )
     app.add_url_rule("/bench/bare", "bench_bare", bare_list)
     return app
 

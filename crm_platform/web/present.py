@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from flask import g, url_for
+from markupsafe import Markup, escape
 
 from ..compiler.compiled import CompiledApp
 from ..compiler.forms import FieldSpec
@@ -72,12 +73,22 @@ def rows(compiled: CompiledApp, tables, ce, columns: list[FieldSpec], records, f
     names = names_for(compiled, tables, columns, records)
     # A record's page is its list's URL plus its id (/r/lead/ + 7): one url_for per table, not per row.
     base = url_for("records.list_page", entity=ce.name)
+    # Per column, once: where its value is, its names, and its label escaped for every cell's data-label.
+    plan = [
+        (
+            spec,
+            f"{spec.name}_id" if spec.type == "link" else spec.name,
+            names.get(spec.name),
+            Markup(escape(spec.label)),
+        )
+        for spec in columns
+    ]
     return [
         Row(
             record.id,
             f"{base}{record.id}",
             ce.title_of(record),
-            [(spec.label, cell(record, spec, names, formats)) for spec in columns],
+            [(label, show(getattr(record, attr), spec, formats, known, record)) for spec, attr, known, label in plan],
         )
         for record in records
     ]

@@ -14,7 +14,7 @@ from flask import Blueprint, render_template, request
 
 from ..compiler.compiled import CompiledEntity
 from ..errors import NotFound
-from . import present
+from . import present, reports
 from .auth import actor
 from .state import crm, formats
 
@@ -183,7 +183,37 @@ def my_work():
                 "total": query.count() if len(rows) == MY_WORK_ROWS else len(rows),
             }
         )
-    return render_template("web/my_work.html", sections=sections)
+    return render_template("web/my_work.html", sections=sections, at_risk=at_risk(who))
+
+
+AT_RISK_ROWS = 50
+
+
+def at_risk(who) -> list[dict]:
+    """Records of mine (or unassigned in my teams' queues) at risk of breaching their SLA, or breached."""
+    items, now = [], crm().clock.utcnow()
+    for ce in crm().compiled.entities.values():
+        if not crm().permissions.can(who, ce.name, "read") or who.user_id is None:
+            continue
+        owner, team = ce.definition.owner_field, ce.definition.team_field
+        for machine in ce.workflows.values():
+            states = list(reports.sla_states(machine))
+            if not states or owner is None:
+                continue
+            mine = getattr(ce.model, owner.name) == who.user_id
+            if team is not None and who.teams:
+                queued = getattr(ce.model, owner.name).is_null() & getattr(ce.model, team.name).in_(list(who.teams))
+                mine = mine | queued
+            query = crm().records.select(ce.name, who).where(mine & getattr(ce.model, machine.field).in_(states))
+            records = list(query.limit(1000))
+            statuses = reports.sla_status(crm(), ce, machine, records, now)
+            for record in records:
+                status = statuses.get(record.id)
+                if status is not None and status.bucket != reports.WITHIN:
+                    items.append({"entity": ce, "record": record, "title": ce.title_of(record), "status": status,
+                                  "stage": machine.states[status.state].label})  # fmt: skip
+    items.sort(key=lambda item: item["status"].due_at)
+    return items[:AT_RISK_ROWS]
 
 
 def _open(ce: CompiledEntity, query):

@@ -9,6 +9,7 @@ web layer, the CLI); nothing here is global.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import peewee as pw
 
@@ -43,12 +44,16 @@ class CompiledEntity:
     def name(self) -> str:
         return self.definition.name
 
+    @cached_property
+    def _title_parts(self):
+        return placeholders.split(self.definition.title) if self.definition.title else None
+
     def title_of(self, record) -> str:
         """The record's display title from the entity's title template."""
-        template = self.definition.title
-        if not template:
+        parts = self._title_parts
+        if parts is None:
             return f"{self.definition.label} #{getattr(record, 'id', '')}"
-        return placeholders.fill(template, lambda name: getattr(record, name, None)).strip()
+        return placeholders.fill_parts(parts, lambda name: getattr(record, name, None)).strip()
 
 
 @dataclass

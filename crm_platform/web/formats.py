@@ -30,6 +30,10 @@ class Formats:
         # The locale's patterns, parsed once: babel's format_* functions look them up on every call.
         self._decimal = self.locale.decimal_formats[None]
         self._currency = self.locale.currency_formats["standard"]
+        # Whole numbers in the common 3-digit grouping need no pattern at all (lists show many).
+        symbols = self.locale.number_symbols["latn"]
+        self._group = symbols["group"] if self._decimal.grouping == (3, 3) else None
+        self._minus = symbols["minusSign"]
 
     def money(self, value, currency: str | None = None) -> str:
         if value is None:
@@ -37,7 +41,12 @@ class Formats:
         return self._currency.apply(value, self.locale, currency=currency or self.currency, currency_digits=True)
 
     def number(self, value) -> str:
-        return "" if value is None else self._decimal.apply(value, self.locale)
+        if value is None:
+            return ""
+        if type(value) is int and self._group is not None:
+            text = f"{abs(value):,}".replace(",", self._group)
+            return self._minus + text if value < 0 else text
+        return self._decimal.apply(value, self.locale)
 
     def percent(self, value) -> str:
         return "" if value is None else f"{self.number(value)} %"

@@ -87,7 +87,8 @@ def filter_widgets(ce: CompiledEntity) -> list[dict]:
 def saved_views(entity: str) -> list:
     SavedView = crm().tables.SavedView
     mine = (SavedView.user == actor().user_id) | (SavedView.shared == True)  # noqa: E712
-    return list(SavedView.select().where((SavedView.entity == entity) & mine).order_by(SavedView.name))
+    query = SavedView.select(SavedView.id, SavedView.name, SavedView.query, SavedView.user_id)
+    return list(query.where((SavedView.entity == entity) & mine).order_by(SavedView.name).namedtuples())
 
 
 def bulk_choices(ce: CompiledEntity) -> dict:

@@ -91,11 +91,12 @@ def seed_demo_records(crm) -> int:
     for i in range(20):
         first, last = rng.choice(people).split()
         company, country = companies[i % len(companies)]
-        stages = [["contacted"], [], ["contacted"], ["disqualified"]][i % 4]
+        stages = [["contacted"], [], ["contacted", "qualified", "converted"], ["disqualified"]][i % 4]
         make(
             "lead",
             {"first_name": first, "last_name": f"{last} {i + 1}", "company": company, "country": country,
-             "source": sources[i % len(sources)], "email": f"lead{i + 1}@example.com", "score": rng.randint(10, 75)},
+             "source": sources[i % len(sources)], "email": f"lead{i + 1}@example.com",
+             "score": rng.randint(50, 80) if i % 4 == 2 else rng.randint(10, 75)},
             stages,
             disqualified={"lost_reason": "no_budget"},
         )  # fmt: skip
@@ -109,7 +110,7 @@ def seed_demo_records(crm) -> int:
             "deal",
             {"name": f"{account.name.split()[0]} {products[i % 4]}", "account": account.id, "amount": amount,
              "close_date": (today + dt.timedelta(days=15 * (i % 6) - 20)).isoformat(),
-             "source": sources[i % len(sources)], "owner": account.owner},
+             "source": sources[(i // 2) % len(sources)], "owner": account.owner},
             stages,
             lost={"lost_reason": "price"},
         )  # fmt: skip

@@ -87,13 +87,25 @@ TYPES = {
         "deal",
         "ratio",
         ScaledDecimalField,
-        {"title": "Ratio", "type": ["number", "null"], "x-field-type": "decimal"},
+        {
+            "title": "Ratio",
+            "type": ["number", "null"],
+            "exclusiveMinimum": -(10**15),
+            "exclusiveMaximum": 10**15,
+            "x-field-type": "decimal",
+        },
     ),
     "money": (
         "lead",
         "budget",
         ScaledDecimalField,
-        {"title": "Budget", "type": ["number", "null"], "minimum": 0, "x-field-type": "money"},
+        {
+            "title": "Budget",
+            "type": ["number", "null"],
+            "minimum": 0,
+            "exclusiveMaximum": 10**15,
+            "x-field-type": "money",
+        },
     ),
     "percent": (
         "deal",
@@ -159,13 +171,13 @@ TYPES = {
         "lead",
         "account",
         pw.ForeignKeyField,
-        {"title": "Account", "type": ["integer", "null"], "minimum": 1, "x-field-type": "link"},
+        {"title": "Account", "type": ["integer", "null"], "minimum": 1, "maximum": 2**63 - 1, "x-field-type": "link"},
     ),
     "user": (
         "lead",
         "owner",
         pw.IntegerField,
-        {"title": "Owner", "type": ["integer", "null"], "minimum": 1, "x-field-type": "user"},
+        {"title": "Owner", "type": ["integer", "null"], "minimum": 1, "maximum": 2**63 - 1, "x-field-type": "user"},
     ),
     "team": (
         "lead",

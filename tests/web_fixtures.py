@@ -5,11 +5,6 @@ A test module makes the fixtures it uses its own by assignment:
 ``web_app, sign_in = web_fixtures.web_app, web_fixtures.sign_in``.
 CSRF checks are off here (the Flask test client cannot read tokens from
 pages conveniently); ``tests/test_web_security.py`` runs with them on.
-
-Rate limits are "off" by limits no test reaches rather than by
-``RATELIMIT_ENABLED=False``: with the limiter disabled, every POST to
-``/login`` and ``/forms/NAME`` fails with ``ReferenceError`` (the limiter is
-garbage-collected, see ``test_web_pages.py::test_sign_in_and_public_forms_work_with_rate_limits_switched_off``).
 """
 
 from __future__ import annotations
@@ -33,9 +28,6 @@ from .runtime_fixtures import build_app
 
 SYSTEM = Actor.system()
 
-# Limits no test reaches: the rate limiter is on but never refuses (see the module docstring).
-NO_LIMITS = {"FORM_RATE_LIMIT": "100000 per minute", "LOGIN_RATE_LIMIT": "100000 per minute"}
-
 
 def cheap_password_hashes(monkeypatch) -> None:
     """Cheap password hashes for the users a test creates: seeding twelve demo users with
@@ -50,7 +42,7 @@ def cheap_password_hashes(monkeypatch) -> None:
 def web_app(tmp_path, clock, monkeypatch):
     """The default pack on its own database, demo users seeded, CSRF and rate limits off."""
     cheap_password_hashes(monkeypatch)
-    app = build_app(tmp_path, clock, WTF_CSRF_ENABLED=False, **NO_LIMITS)
+    app = build_app(tmp_path, clock, WTF_CSRF_ENABLED=False, RATELIMIT_ENABLED=False)
     crm = app.extensions["crm"]
     crm.init_db()
     seed_demo(crm.directory)

@@ -39,6 +39,7 @@ class CompiledEntity:
     public_forms: dict[str, FormSpec]
     computed: list[tuple[str, CompiledExpression]]  # in evaluation order
     workflows: dict[str, StateMachine] = field(default_factory=dict)  # by state field
+    title_links: dict[str, CompiledEntity] = field(default_factory=dict)  # link fields -> their entity
 
     @property
     def name(self) -> str:
@@ -48,12 +49,27 @@ class CompiledEntity:
     def _title_parts(self):
         return placeholders.split(self.definition.title) if self.definition.title else None
 
-    def title_of(self, record) -> str:
-        """The record's display title from the entity's title template."""
+    def title_of(self, record, depth: int = 0) -> str:
+        """The record's display title from the entity's title template.
+
+        A linked record in the template shows as its own title; a title that
+        comes out empty falls back to "Label #id".
+        """
         parts = self._title_parts
-        if parts is None:
-            return f"{self.definition.label} #{getattr(record, 'id', '')}"
-        return placeholders.fill_parts(parts, lambda name: getattr(record, name, None)).strip()
+        title = ""
+        if parts is not None:
+            title = placeholders.fill_parts(parts, lambda name: self._title_value(record, name, depth)).strip()
+        return title or f"{self.definition.label} #{getattr(record, 'id', '')}"
+
+    def _title_value(self, record, name: str, depth: int):
+        target = self.title_links.get(name)
+        if target is None:
+            return getattr(record, name, None)
+        linked_id = getattr(record, f"{name}_id", None)
+        if linked_id is None or depth >= 2:  # titles naming each other stop here
+            return None if linked_id is None else f"#{linked_id}"
+        linked = target.model.get_or_none(target.model.id == linked_id)
+        return None if linked is None else target.title_of(linked, depth + 1)
 
 
 @dataclass
@@ -121,6 +137,10 @@ def compile_pack(pack: Pack) -> CompiledApp:
             public_forms=build_public_forms(entity, pack),
             computed=computed,
         )
+    for ce in entities.values():
+        ce.title_links = {
+            f.name: entities[f.entity] for f in ce.definition.fields.values() if f.type == "link" and f.entity
+        }
     for workflow in pack.workflows.values():
         entity = pack.entities[workflow.entity.name]
         machine = compile_workflow(workflow, {name: f.label for name, f in entity.fields.items()})

@@ -9,6 +9,7 @@ gotcha 12), and errors come back as one message per field.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from urllib.parse import urlsplit
 
@@ -19,6 +20,9 @@ from ..errors import ValidationError
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 PHONE = r"^\+?[0-9][0-9 ()./-]{1,38}[0-9]$"
+# What the database's 64-bit integer columns hold; decimals are stored scaled (cents), so far less.
+LARGEST_INTEGER = 2**63 - 1
+DECIMAL_LIMIT = 10**15
 
 
 def _format_checker() -> FormatChecker:
@@ -34,7 +38,14 @@ def _format_checker() -> FormatChecker:
 
     @checker.checks("date-time", raises=ValueError)
     def is_datetime(value) -> bool:
-        return not isinstance(value, str) or bool(dt.datetime.fromisoformat(value.replace("Z", "+00:00")))
+        if not isinstance(value, str):
+            return True
+        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        try:  # stored as UTC: a time at the very ends of the calendar may not have a UTC equivalent
+            moment.astimezone(dt.UTC)
+        except OverflowError:
+            return False
+        return True
 
     @checker.checks("uri")
     def is_web_address(value) -> bool:
@@ -93,10 +104,23 @@ def field_schema(field: FieldDef, teams: list[str]) -> dict:
         schema["minimum"] = field.minimum
     if field.maximum is not None:
         schema["maximum"] = field.maximum
+    _storable(schema, kind)
     if field.read_only:
         schema["readOnly"] = True
     schema["x-field-type"] = kind
     return schema
+
+
+def _storable(schema: dict, kind: str) -> None:
+    """Bounds the columns can hold, where the field sets none of its own."""
+    if kind in ("integer", "link", "user"):
+        schema.setdefault("minimum", -LARGEST_INTEGER)
+        schema.setdefault("maximum", LARGEST_INTEGER)
+    elif kind in ("decimal", "money", "percent"):
+        if "minimum" not in schema:
+            schema["exclusiveMinimum"] = -DECIMAL_LIMIT
+        if "maximum" not in schema:
+            schema["exclusiveMaximum"] = DECIMAL_LIMIT
 
 
 def _nullable(schema: dict) -> dict:
@@ -145,6 +169,12 @@ class PayloadValidator:
         """Messages per field (``""`` for the payload as a whole); empty if valid."""
         validator = self._update if partial else self._create
         result: dict[str, list[str]] = {}
+        if isinstance(payload, dict):
+            for name, value in payload.items():
+                # NaN passes every comparison jsonschema makes, so it is refused here.
+                if isinstance(value, float) and not math.isfinite(value):
+                    result[name] = ["must be a number"]
+            payload = {name: value for name, value in payload.items() if name not in result} if result else payload
         for error in validator.iter_errors(payload):
             for field, message in _messages(error, self.schema):
                 messages = result.setdefault(field, [])
@@ -214,6 +244,10 @@ def _message(error) -> str:
         return f"must be at least {value}"
     if kind == "maximum":
         return f"must be at most {value}"
+    if kind == "exclusiveMinimum":
+        return f"must be more than {value}"
+    if kind == "exclusiveMaximum":
+        return f"must be less than {value}"
     if kind == "pattern":
         return "has the wrong format"
     if kind == "uniqueItems":

@@ -198,18 +198,28 @@ class Records:
             elif channel in HUMAN_CHANNELS and (field.read_only or name in read_only):
                 errors.setdefault(name, []).append("is read-only")
         if not errors:
-            self._check_references(ce, payload, errors)
+            self._check_references(ce, payload, errors, actor if channel in HUMAN_CHANNELS else None)
         if errors:
             raise ValidationError(errors)
 
-    def _check_references(self, ce: CompiledEntity, payload: dict, errors: dict) -> None:
+    def _check_references(self, ce: CompiledEntity, payload: dict, errors: dict, person: Actor | None) -> None:
+        """Linked records and users must exist; a person may only link records they may read.
+
+        A record hidden from ``person`` is reported as missing, so ids cannot be probed.
+        """
         for name, value in payload.items():
             field = ce.definition.fields.get(name)
             if field is None or value is None:
                 continue
             if field.type == "link":
                 target = self.compiled.entities[field.entity]
-                if not target.model.select().where(target.model.id == value).exists():
+                if person is None:
+                    visible = target.model.select()
+                elif self.permissions.can(person, field.entity, "read"):
+                    visible = self.select(field.entity, person)
+                else:
+                    visible = None
+                if visible is None or not visible.where(target.model.id == value).exists():
                     errors.setdefault(name, []).append(f"there is no {target.definition.label} #{value}")
             elif field.type == "user" and not self.directory.exists(value):
                 errors.setdefault(name, []).append(f"there is no user #{value}")

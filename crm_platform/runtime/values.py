@@ -22,6 +22,8 @@ def to_json(value):
     if isinstance(value, dt.date):
         return value.isoformat()
     if isinstance(value, Decimal):
+        if not value.is_finite():
+            return float(value)  # NaN or infinity: the validator refuses it with a message
         return int(value) if value == value.to_integral_value() else float(value)
     if isinstance(value, tuple | set | frozenset):
         return list(value)

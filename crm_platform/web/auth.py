@@ -70,11 +70,14 @@ def safe_path(target: str | None, default: str) -> str:
     An absolute URL in ``next`` or ``back`` would be an open redirect, and a
     ``javascript:`` one a script in a link.
     """
-    if target:
-        parts = urlsplit(target)
-        if not parts.scheme and not parts.netloc and target.startswith("/") and not target.startswith("//"):
-            return target
-    return default
+    if not target or not target.startswith("/") or target.startswith("//"):
+        return default
+    # Browsers read "\\" as "/" ("/\\evil.example" is another site); control characters
+    # and spaces have no place in a path and would break the Location header.
+    if "\\" in target or any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in target):
+        return default
+    parts = urlsplit(target)
+    return default if parts.scheme or parts.netloc else target
 
 
 @bp.route("/login", methods=["GET", "POST"])

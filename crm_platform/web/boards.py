@@ -103,10 +103,14 @@ def _weekday_order() -> list[int]:
 
 
 def _month(text: str | None) -> dt.date:
+    """The month asked for (``YYYY-MM``), else this month; years 2 to 9998 only, so the
+    weeks around it and their UTC bounds stay inside the calendar."""
+    this_month = crm().ctx.today().replace(day=1)
     try:
-        return dt.date.fromisoformat(f"{text}-01") if text else crm().ctx.today().replace(day=1)
+        month = dt.date.fromisoformat(f"{text}-01") if text else this_month
     except ValueError:
-        return crm().ctx.today().replace(day=1)
+        return this_month
+    return month if 2 <= month.year <= 9998 else this_month
 
 
 def _calendar_entities() -> list[CompiledEntity]:

@@ -66,7 +66,10 @@ class Formats:
 
     def input_datetime(self, value: dt.datetime | None) -> str:
         """The value of a ``datetime-local`` input: local wall time to the minute."""
-        return "" if value is None else self.local(value).strftime("%Y-%m-%dT%H:%M")
+        if value is None:
+            return ""
+        # Seconds only when there are some, so saving the form as shown changes nothing.
+        return self.local(value).strftime("%Y-%m-%dT%H:%M:%S" if value.second else "%Y-%m-%dT%H:%M")
 
     def parse_datetime(self, text: str) -> dt.datetime:
         """A ``datetime-local`` input (company time) -> aware datetime; ValueError if malformed."""

@@ -11,6 +11,7 @@ import functools
 import math
 import operator
 from dataclasses import dataclass, field, replace
+from decimal import Decimal
 from urllib.parse import urlencode
 
 import peewee as pw
@@ -18,6 +19,7 @@ from werkzeug.datastructures import MultiDict
 
 from ..compiler.compiled import CompiledEntity
 from ..compiler.forms import FieldSpec
+from ..compiler.schemas import DECIMAL_LIMIT, LARGEST_INTEGER
 from .formats import Formats
 
 PER_PAGE = 50
@@ -140,11 +142,11 @@ def _filter(model, spec: FieldSpec, bound: str, value: str, formats: Formats):
         if spec.type == "boolean":
             return column == (value == "1")
         if spec.type in ("user", "link"):
-            return column == int(value)
+            return column == _storable_int(int(value))
         if spec.type in RANGE_TYPES:
             return column == _bound(spec, value, "from", formats)
         return column == value
-    except ValueError:
+    except (ValueError, ArithmeticError):  # OverflowError: a date at the end of the calendar
         return None
 
 
@@ -158,10 +160,19 @@ def _bound(spec: FieldSpec, value: str, bound: str, formats: Formats):
         start = dt.datetime.combine(day, dt.time(), formats.tz)
         return start.astimezone(dt.UTC).replace(tzinfo=None)
     if spec.type == "integer":
-        number = int(value)
+        number = _storable_int(int(value))
         return number if bound == "from" else number + 1
     number = formats.parse_decimal(value)
-    return number if bound == "from" else number + formats.parse_decimal("0.01")
+    if not number.is_finite() or abs(number) >= DECIMAL_LIMIT:
+        raise ValueError(value)
+    return number if bound == "from" else number + Decimal("0.01")
+
+
+def _storable_int(number: int) -> int:
+    """``number`` if a 64-bit column can hold it (and one more, for an upper bound)."""
+    if abs(number) >= LARGEST_INTEGER:
+        raise ValueError(number)
+    return number
 
 
 def _int(text: str | None, default: int) -> int:

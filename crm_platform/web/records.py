@@ -14,13 +14,16 @@ import io
 from decimal import Decimal
 
 from flask import Blueprint, Response, abort, flash, jsonify, redirect, render_template, request, url_for
+from markupsafe import Markup
 
 from ..compiler.compiled import CompiledEntity
+from ..compiler.schemas import LARGEST_INTEGER
 from ..errors import ConflictError, NotFound, PermissionDenied, TransitionNotAllowed, ValidationError
 from ..runtime import values as v
 from ..store import read_snapshot
 from . import formdata, listing, present
 from .auth import actor, safe_path
+from .formats import show
 from .state import crm, formats
 
 bp = Blueprint("records", __name__, url_prefix="/r")
@@ -238,14 +241,16 @@ def related_lists(ce: CompiledEntity, record) -> list[dict]:
 
 
 def timeline(ce: CompiledEntity, record) -> list[dict]:
-    """The record's history, newest first, with field labels and people's names."""
+    """The record's history, newest first, with field labels and values shown as the fields are."""
     users = present.user_names(crm().tables)
-    labels = {spec.name: spec for spec in ce.form.fields}
+    specs = {spec.name: spec for spec in ce.form.fields}
+    entries = list(reversed(crm().history.entries(ce.name, record.id)))
+    links = _linked_titles(ce, entries)
     items = []
-    for entry in reversed(crm().history.entries(ce.name, record.id)):
+    for entry in entries:
         changes = [
-            (labels[name].label if name in labels else name, _change_value(labels.get(name), old, users),
-             _change_value(labels.get(name), new, users))
+            (specs[name].label if name in specs else name, _shown(ce, specs.get(name), old, users, links),
+             _shown(ce, specs.get(name), new, users, links))
             for name, (old, new) in (entry.changes or {}).items()
         ]  # fmt: skip
         by = users.get(entry.user_id) if entry.user_id else None
@@ -253,18 +258,34 @@ def timeline(ce: CompiledEntity, record) -> list[dict]:
     return items
 
 
-def _change_value(spec, value, users) -> str:
+def _linked_titles(ce: CompiledEntity, entries) -> dict[str, dict[int, str]]:
+    """Titles of the records link fields pointed to in ``entries``, those the user may read."""
+    ids: dict[str, set] = {}
+    for entry in entries:
+        for name, values in (entry.changes or {}).items():
+            field = ce.definition.fields.get(name)
+            if field is not None and field.type == "link":
+                ids.setdefault(field.entity, set()).update(i for i in values if isinstance(i, int))
+    titles = {}
+    for entity, wanted in ids.items():
+        if crm().permissions.can(actor(), entity, "read"):
+            target = crm().compiled.entities[entity]
+            query = crm().records.select(entity, actor()).where(target.model.id.in_(wanted))
+            titles[entity] = {r.id: target.title_of(r) for r in query}
+    return titles
+
+
+def _shown(ce: CompiledEntity, spec, value, users, links) -> str:
+    """A value from the audit (JSON form) as the record page shows the field."""
     if value is None or value == "" or value == []:
         return "(empty)"
     if spec is None:
         return str(value)
-    if spec.type == "user":
-        return users.get(value, f"#{value}")
-    if spec.type in ("choice", "state", "team"):
-        return dict(spec.choices).get(value, str(value))
-    if isinstance(value, list):
-        return ", ".join(map(str, value))
-    return str(value)
+    field = ce.definition.fields[spec.name]
+    if spec.type == "link":
+        return links.get(field.entity, {}).get(value, f"#{value}")
+    shown = show(v.from_json(field, value), spec, formats(), users if spec.type == "user" else None)
+    return str(shown) if not isinstance(shown, Markup) else shown.striptags()
 
 
 # --- forms -------------------------------------------------------------------------
@@ -317,7 +338,7 @@ def _form(ce: CompiledEntity, record):
         errors={name: msgs for name, msgs in errors.items()},
         unplaced={name: msgs for name, msgs in errors.items() if name not in editable},
         general=general,
-        pickers=pickers(specs, raw),
+        pickers=pickers(specs, raw, record),
     ), status
 
 
@@ -391,7 +412,7 @@ def _raw(spec, record, ce: CompiledEntity):
     return str(value)
 
 
-def pickers(specs, raw: dict) -> dict[str, list[tuple[str, str]]]:
+def pickers(specs, raw: dict, record=None) -> dict[str, list[tuple[str, str]]]:
     """Options of user and link pickers: the current value plus the first records the user may see."""
     options = {}
     users = present.user_names(crm().tables)
@@ -399,25 +420,39 @@ def pickers(specs, raw: dict) -> dict[str, list[tuple[str, str]]]:
         if spec.type == "user":
             options[spec.name] = sorted(((str(i), n) for i, n in users.items()), key=lambda o: o[1])
         elif spec.type == "link":
+            current = _current_option(spec, raw.get(spec.name), record)
             if not crm().permissions.can(actor(), spec.link_entity, "read"):
-                options[spec.name] = _current_only(spec, raw)
+                options[spec.name] = current
                 continue
             target = crm().compiled.entities[spec.link_entity]
             rows = crm().records.select(spec.link_entity, actor()).order_by(target.model.id.desc())
             found = {str(r.id): target.title_of(r) for r in rows.limit(PICKER_OPTIONS)}
-            options[spec.name] = _current_only(spec, raw) + sorted(found.items(), key=lambda o: o[1].lower())
+            found.pop(current[0][0] if current else None, None)
+            options[spec.name] = current + sorted(found.items(), key=lambda o: o[1].lower())
     return options
 
 
-def _current_only(spec, raw: dict) -> list[tuple[str, str]]:
-    current = raw.get(spec.name)
-    if not current:
-        return []
+def _current_option(spec, current, record) -> list[tuple[str, str]]:
+    """The picker's selected option, titled only if the user may read that record.
+
+    A value prefilled from the URL that the user may not read is dropped (so ids
+    cannot be probed for titles); the record's own stored link stays selected
+    without its title, so saving the form does not clear it.
+    """
     try:
-        title = present.titles(crm().compiled, spec.link_entity, [int(current)]).get(int(current))
+        record_id = int(current) if current else None
     except ValueError:
         return []
-    return [(str(current), title)] if title else []
+    if record_id is None or not 0 < record_id <= LARGEST_INTEGER:
+        return []
+    target = crm().compiled.entities[spec.link_entity]
+    if crm().permissions.can(actor(), spec.link_entity, "read"):
+        found = crm().records.select(spec.link_entity, actor()).where(target.model.id == record_id).first()
+        if found is not None:
+            return [(str(record_id), target.title_of(found))]
+    if record is not None and getattr(record, f"{spec.name}_id") == record_id:
+        return [(str(record_id), f"{target.definition.label} #{record_id} (not visible to you)")]
+    return []
 
 
 @bp.get("/<entity>/lookup")
@@ -499,7 +534,7 @@ def move(entity: str, record_id: int):
         raw=raw,
         errors=errors,
         reasons=reasons,
-        pickers=pickers(required, raw),
+        pickers=pickers(required, raw, record),
     ), (409 if reasons else 200)
 
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from urllib.parse import parse_qsl
+
 from flask import Blueprint, flash, redirect, request, url_for
+from werkzeug.datastructures import MultiDict
 
 from ..errors import NotFound, PermissionDenied
 from .auth import actor
+from .listing import ListRequest
 from .records import entity_or_404
 from .state import crm
 
@@ -15,10 +19,12 @@ bp = Blueprint("views", __name__, url_prefix="/views")
 @bp.post("/<entity>")
 def save(entity: str):
     """Save the list's current query under a name (replacing the user's view of that name)."""
-    entity_or_404(entity)
+    ce = entity_or_404(entity)
     crm().permissions.require(actor(), entity, "read")
     name = request.form.get("name", "").strip()[:80]
-    query = request.form.get("query", "").lstrip("?")
+    # Kept only as far as it is a list query: what is stored is rebuilt, never the text as sent.
+    sent = MultiDict(parse_qsl(request.form.get("query", "").lstrip("?"), keep_blank_values=False))
+    query = ListRequest.from_args(sent, ce).query_string()
     if not name:
         flash("Give the view a name.", "error")
         return redirect(url_for("records.list_page", entity=entity) + ("?" + query if query else ""))

@@ -71,9 +71,13 @@
                                      { headers: { "Accept": "application/json" } });
         if (!response.ok) return;
         const found = await response.json();
-        const current = select.value;
-        select.replaceChildren(new Option("—", ""));
-        for (const item of found) select.add(new Option(item.title, String(item.id), false, String(item.id) === current));
+        // The chosen record stays an option even when the search does not find it, so saving keeps it.
+        const chosen = select.selectedOptions[0];
+        const keep = chosen && chosen.value ? [new Option(chosen.text, chosen.value, true, true)] : [];
+        select.replaceChildren(new Option("—", ""), ...keep);
+        for (const item of found) {
+          if (String(item.id) !== (chosen && chosen.value)) select.add(new Option(item.title, String(item.id)));
+        }
       }, 200);
     });
   }

@@ -685,7 +685,7 @@ def test_bulk_delete_asks_then_deletes(web_crm, admin):
     doomed, kept = make_record(web_crm, "deal", name="Doomed"), make_record(web_crm, "deal", name="Kept")
     form = {"action": "delete", "ids": [str(doomed.id)], "back": "/r/deal/"}
     asked = admin.post("/r/deal/bulk", data=form)
-    assert "<h1>Delete 1 deals?</h1>" in text(asked) and "<li>Doomed</li>" in text(asked)
+    assert "<h1>Delete 1 deal?</h1>" in text(asked) and "<li>Doomed</li>" in text(asked)
     assert stored(web_crm, "deal", doomed.id) is not None
     admin.post("/r/deal/bulk", data={**form, "confirm": "yes"})
     assert stored(web_crm, "deal", doomed.id) is None and stored(web_crm, "deal", kept.id) is not None

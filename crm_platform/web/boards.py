@@ -178,7 +178,7 @@ def my_work():
         rows = list(query.order_by(*_work_order(ce)).limit(MY_WORK_ROWS))
         if not rows:
             continue
-        columns = [s for s in ce.list.columns if s.name != owner.name][:4]
+        columns = [s for s in ce.list.columns if s.name != owner.name and not present.is_title(ce, s)][:4]
         sections.append(
             {
                 "entity": ce,

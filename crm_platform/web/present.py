@@ -43,6 +43,11 @@ def names_for(compiled: CompiledApp, tables, specs: list[FieldSpec], records) ->
     return names
 
 
+def is_title(ce, spec: FieldSpec) -> bool:
+    """True if the entity's title is this field alone (a row's link already shows it)."""
+    return (ce.definition.title or "").strip() == "{" + spec.name + "}"
+
+
 def value_of(record, spec: FieldSpec):
     """The stored value of a field (a link as its id)."""
     return getattr(record, f"{spec.name}_id" if spec.type == "link" else spec.name)

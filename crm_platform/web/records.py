@@ -226,7 +226,7 @@ def related_lists(ce: CompiledEntity, record) -> list[dict]:
         link = getattr(other.model, f"{related.field}_id")
         query = crm().records.select(related.entity, who).where(link == record.id)
         rows = list(query.order_by(other.model.id.desc()).limit(RELATED_ROWS))
-        columns = [s for s in other.list.columns if s.name != related.field][:4]
+        columns = [s for s in other.list.columns if s.name != related.field and not present.is_title(other, s)][:4]
         result.append(
             {
                 "related": related,

@@ -64,12 +64,14 @@ class SystemTables:
     Mail: type[pw.Model]
     Notification: type[pw.Model]
     SavedView: type[pw.Model]
+    ApiToken: type[pw.Model]
+    CalendarFeed: type[pw.Model]
 
     @property
     def models(self) -> list[type[pw.Model]]:
         return [
             self.User, self.TeamMember, self.UserRole, self.RoundRobin, self.DefinitionVersion,
-            self.Audit, self.Outbox, self.Timeline, self.Mail, self.Notification, self.SavedView,
+            self.Audit, self.Outbox, self.Timeline, self.Mail, self.Notification, self.SavedView, self.ApiToken, self.CalendarFeed,
         ]  # fmt: skip
 
     def create_tables(self) -> None:
@@ -242,7 +244,31 @@ def system_tables(database: pw.Database) -> SystemTables:
             table_name = "crm_saved_view"
             indexes = ((("user", "entity", "name"), True),)
 
+    class ApiToken(Base):
+        """A user's token for the REST API; only its SHA-256 digest is kept."""
+
+        user = pw.ForeignKeyField(User, backref="api_tokens", on_delete="CASCADE")
+        name = pw.CharField(max_length=80)
+        digest = pw.CharField(max_length=64, unique=True)
+        prefix = pw.CharField(max_length=12)  # the token's first characters, to recognise it in lists
+        created_at = pw.DateTimeField()
+        last_used_at = pw.DateTimeField(null=True)
+        revoked_at = pw.DateTimeField(null=True)
+
+        class Meta:
+            table_name = "crm_api_token"
+
+    class CalendarFeed(Base):
+        """A user's secret iCalendar feed URL; only its SHA-256 digest is kept."""
+
+        user = pw.ForeignKeyField(User, backref="calendar_feeds", on_delete="CASCADE", unique=True)
+        digest = pw.CharField(max_length=64, unique=True)
+        created_at = pw.DateTimeField()
+
+        class Meta:
+            table_name = "crm_calendar_feed"
+
     return SystemTables(
         database, User, TeamMember, UserRole, RoundRobin, DefinitionVersion, Audit, Outbox, Timeline, Mail,
-        Notification, SavedView,
+        Notification, SavedView, ApiToken, CalendarFeed,
     )  # fmt: skip

@@ -10,7 +10,7 @@ from __future__ import annotations
 import calendar as cal
 import datetime as dt
 
-from flask import Blueprint, render_template, request
+from flask import Blueprint, render_template, request, url_for
 
 from ..compiler.compiled import CompiledEntity
 from ..errors import NotFound
@@ -47,6 +47,8 @@ def kanban(workflow: str):
     amount = amount_field(ce)
     owner = ce.definition.owner_field.name if ce.definition.owner_field else None
     users = present.user_names(crm().tables)
+    fmt = formats()
+    records_url = url_for("records.list_page", entity=ce.name)  # a record is at this + id: one url_for per board
     columns = []
     for stage in machine.states.values():
         query = base.where(state == stage.name)
@@ -54,8 +56,9 @@ def kanban(workflow: str):
         cards = [
             {
                 "record": r,
+                "href": f"{records_url}{r.id}",
                 "title": ce.title_of(r),
-                "amount": formats().money(getattr(r, amount.name), getattr(r, f"{amount.name}_currency"))
+                "amount": fmt.money(getattr(r, amount.name), getattr(r, f"{amount.name}_currency"))
                 if amount and getattr(r, amount.name) is not None
                 else "",
                 "owner": users.get(getattr(r, owner)) if owner and getattr(r, owner) else "",

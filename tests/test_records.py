@@ -358,7 +358,8 @@ def test_unknown_channel_is_a_programming_error(crm):
 
 
 def test_nothing_in_the_platform_saves_records_outside_the_write_path():
-    pattern = re.compile(r"\.(save|delete_instance)\(")
+    # openpyxl's workbook.save() writes a file, not a record.
+    pattern = re.compile(r"(?<!workbook)\.(save|delete_instance)\(")
     offenders = [
         f"{path.relative_to(PROJECT)}:{number}: {line.strip()}"
         for path in sorted((PROJECT / "crm_platform").rglob("*.py"))

@@ -136,7 +136,11 @@ def test_export_and_lookup_answer_for_every_entity(web_crm, admin, entity):
     export = admin.get(f"/r/{entity}/export.csv")
     assert export.status_code == 200 and export.mimetype == "text/csv"
     rows = csv_rows(export)
-    assert rows[0] == ["id", *[spec.label for spec in ce.list.columns]]
+    # Every list column, a money column followed by its currency.
+    expected = [["id"]] + [
+        [spec.label, f"{spec.label} currency"] if spec.type == "money" else [spec.label] for spec in ce.list.columns
+    ]
+    assert rows[0] == [label for labels in expected for label in labels]
     assert [row[0] for row in rows[1:]] == [str(record.id)]
     lookup = admin.get(f"/r/{entity}/lookup?q=")
     assert lookup.status_code == 200

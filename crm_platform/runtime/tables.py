@@ -71,7 +71,8 @@ class SystemTables:
     def models(self) -> list[type[pw.Model]]:
         return [
             self.User, self.TeamMember, self.UserRole, self.RoundRobin, self.DefinitionVersion,
-            self.Audit, self.Outbox, self.Timeline, self.Mail, self.Notification, self.SavedView, self.ApiToken, self.CalendarFeed,
+            self.Audit, self.Outbox, self.Timeline, self.Mail, self.Notification, self.SavedView, self.ApiToken,
+            self.CalendarFeed,
         ]  # fmt: skip
 
     def create_tables(self) -> None:

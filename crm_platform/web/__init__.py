@@ -10,12 +10,13 @@ from flask import Flask, current_app, render_template, request
 from flask_login import current_user
 
 from ..errors import NotFound, PermissionDenied
-from . import auth, boards, console, dashboards, home, public, records, views
+from . import auth, boards, console, dashboards, home, ical, public, records, views
+from .api import init_api
 from .extensions import csrf, init_limits, login_manager
 from .formats import register_filters
 
 # Endpoints anyone may open; every other page needs a signed-in user.
-PUBLIC_ENDPOINTS = {"static", "auth.login", "home.health"}
+PUBLIC_ENDPOINTS = {"static", "auth.login", "home.health", "ical.feed"}
 
 
 def init_web(app: Flask) -> None:
@@ -23,8 +24,9 @@ def init_web(app: Flask) -> None:
     csrf.init_app(app)
     login_manager.init_app(app)
     register_filters(app)
-    for blueprint in (home.bp, auth.bp, records.bp, views.bp, boards.bp, dashboards.bp, public.bp):
+    for blueprint in (home.bp, auth.bp, records.bp, views.bp, boards.bp, dashboards.bp, public.bp, ical.bp):
         app.register_blueprint(blueprint)
+    init_api(app, csrf)  # the REST API (token auth, exempt from CSRF), /account/tokens, `flask api-token`
     # Flask-Limiter keeps only a weak reference to itself on the app.
     app.extensions["crm_limiter"] = init_limits(app)
     console.init_console(app)
@@ -39,7 +41,8 @@ def init_web(app: Flask) -> None:
 def require_login():
     """Send anonymous visitors to the sign-in page (public forms and assets excepted)."""
     endpoint = request.endpoint or ""
-    if endpoint in PUBLIC_ENDPOINTS or endpoint.startswith("public."):
+    # The REST API ("api.") authenticates by token itself, answering 401 in JSON.
+    if endpoint in PUBLIC_ENDPOINTS or endpoint.startswith(("public.", "api.")):
         return None
     if current_user.is_authenticated:
         return None

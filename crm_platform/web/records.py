@@ -8,20 +8,19 @@ through ``crm.records`` with channel ``form``.
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
 from decimal import Decimal
 
-from flask import Blueprint, Response, abort, flash, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, url_for
 from markupsafe import Markup
 
 from ..compiler.compiled import CompiledEntity
 from ..compiler.schemas import LARGEST_INTEGER
 from ..errors import ConflictError, NotFound, PermissionDenied, TransitionNotAllowed, ValidationError
 from ..runtime import values as v
+from ..runtime.history import Entry
 from ..store import read_snapshot
-from . import formdata, listing, present
+from . import exports, formdata, listing, present
 from .auth import actor, safe_path
 from .formats import show
 from .state import crm, formats
@@ -109,50 +108,10 @@ def bulk_choices(ce: CompiledEntity) -> dict:
     return choices
 
 
-@bp.get("/<entity>/export.csv")
-def export_csv(entity: str):
-    """The list with its search and filters as CSV, every row and every list column."""
-    ce = entity_or_404(entity)
-    req = listing.ListRequest.from_args(request.args, ce)
-    query = listing.apply(crm().records.select(entity, actor()), ce, req, formats())
-    columns = list(ce.list.columns)
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(["id", *[spec.label for spec in columns]])
-    for chunk_start in range(0, query.count(), 1000):
-        rows = list(query.offset(chunk_start).limit(1000))
-        names = present.names_for(crm().compiled, crm().tables, columns, rows)
-        for record in rows:
-            values = [export_value(record, spec, names) for spec in columns]
-            writer.writerow([record.id, *[neutralise(value) for value in values]])
-    filename = f"{ce.definition.plural.lower().replace(' ', '_')}.csv"
-    return Response(
-        out.getvalue(),
-        mimetype="text/csv",
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
-    )
-
-
-def export_value(record, spec, names) -> str:
-    value = present.value_of(record, spec)
-    if value is None:
-        return ""
-    if spec.type in ("user", "link"):
-        return names.get(spec.name, {}).get(value, str(value))
-    if isinstance(value, list):
-        return ", ".join(value)
-    if isinstance(value, dt.datetime):
-        return value.isoformat(timespec="seconds") + "Z"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    return str(value)
-
-
-def neutralise(text: str) -> str:
-    """A cell a spreadsheet would run as a formula gets a leading apostrophe."""
-    if text and text[0] in "=+-@\t\r":
-        return "'" + text
-    return text
+@bp.get("/<entity>/export.<any(csv, xlsx, json):kind>")
+def export(entity: str, kind: str):
+    """The list with its search, filters and sort as CSV, XLSX or JSON (see ``exports``)."""
+    return exports.respond(entity_or_404(entity), kind)
 
 
 # --- record page -------------------------------------------------------------------
@@ -255,6 +214,38 @@ def timeline(ce: CompiledEntity, record) -> list[dict]:
         ]  # fmt: skip
         by = users.get(entry.user_id) if entry.user_id else None
         items.append({"entry": entry, "changes": changes, "by": by})
+    items += _activities(ce, record, users)
+    items.sort(key=lambda item: item["entry"].at, reverse=True)
+    return items
+
+
+TIMELINE_ACTIVITIES = 50
+
+
+def _activities(ce: CompiledEntity, record, users) -> list[dict]:
+    """Linked records that belong on a calendar (calls, meetings, tasks) as timeline entries,
+    at their date (or when they were logged), those the user may read."""
+    items = []
+    for related in ce.form.related:
+        other = crm().compiled.entities[related.entity]
+        calendar = [other.definition.fields[ref.name] for ref in other.definition.calendar]
+        if not calendar or not crm().permissions.can(actor(), other.name, "read"):
+            continue
+        link = getattr(other.model, f"{related.field}_id")
+        query = crm().records.select(other.name, actor()).where(link == record.id)
+        done = other.definition.done_field
+        owner = other.definition.owner_field
+        for row in query.order_by(other.model.id.desc()).limit(TIMELINE_ACTIVITIES):
+            when = next((getattr(row, f.name) for f in calendar if getattr(row, f.name) is not None), None)
+            if when is None:
+                when = row.created_at
+            elif not isinstance(when, dt.datetime):
+                when = dt.datetime.combine(when, dt.time())
+            state = " (done)" if done and getattr(row, done.name) else ""
+            entry = Entry(at=when, kind=other.name, summary=f"{other.definition.label}: {other.title_of(row)}{state}")
+            by = users.get(getattr(row, owner.name)) if owner and getattr(row, owner.name) else None
+            href = url_for("records.record_page", entity=other.name, record_id=row.id)
+            items.append({"entry": entry, "changes": [], "by": by, "href": href})
     return items
 
 

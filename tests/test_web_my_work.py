@@ -1,4 +1,4 @@
-""""My work": the SLA section lists my tickets (and my queues' unassigned ones) at risk or breached."""
+""" "My work": the SLA section lists my tickets (and my queues' unassigned ones) at risk or breached."""
 
 from __future__ import annotations
 

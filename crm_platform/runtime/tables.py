@@ -66,13 +66,15 @@ class SystemTables:
     SavedView: type[pw.Model]
     ApiToken: type[pw.Model]
     CalendarFeed: type[pw.Model]
+    ImportJob: type[pw.Model]
+    ImportProblem: type[pw.Model]
 
     @property
     def models(self) -> list[type[pw.Model]]:
         return [
             self.User, self.TeamMember, self.UserRole, self.RoundRobin, self.DefinitionVersion,
             self.Audit, self.Outbox, self.Timeline, self.Mail, self.Notification, self.SavedView, self.ApiToken,
-            self.CalendarFeed,
+            self.CalendarFeed, self.ImportJob, self.ImportProblem,
         ]  # fmt: skip
 
     def create_tables(self) -> None:
@@ -269,7 +271,43 @@ def system_tables(database: pw.Database) -> SystemTables:
         class Meta:
             table_name = "crm_calendar_feed"
 
+    class ImportJob(Base):
+        """One file being imported into one entity: its settings and how far it got (to resume)."""
+
+        user = pw.ForeignKeyField(User, backref="imports", on_delete="CASCADE", null=True)
+        entity = pw.CharField(max_length=64)
+        filename = pw.CharField(max_length=255)
+        path = pw.TextField()  # where the uploaded file is kept until the import is done
+        format = pw.CharField(max_length=16)  # csv, xlsx, vcard, google, outlook
+        mapping = JSONField()  # column -> field
+        options = JSONField()  # match keys, on duplicate (skip/update/create), run rules
+        status = pw.CharField(max_length=16, index=True)  # previewed, queued, running, done, failed
+        total_rows = pw.IntegerField(default=0)
+        next_row = pw.IntegerField(default=0)  # rows before this one are settled: resume here
+        created = pw.IntegerField(default=0)
+        updated = pw.IntegerField(default=0)
+        skipped = pw.IntegerField(default=0)
+        failed = pw.IntegerField(default=0)
+        error = pw.TextField(null=True)
+        created_at = pw.DateTimeField()
+        finished_at = pw.DateTimeField(null=True)
+
+        class Meta:
+            table_name = "crm_import_job"
+
+    class ImportProblem(Base):
+        """A row an import could not take, with the reason per field (the error report)."""
+
+        job = pw.ForeignKeyField(ImportJob, backref="problems", on_delete="CASCADE")
+        row_number = pw.IntegerField()  # as a spreadsheet numbers it: the header is row 1
+        data = JSONField()
+        errors = JSONField()  # field -> messages
+
+        class Meta:
+            table_name = "crm_import_problem"
+            indexes = ((("job", "row_number"), True),)
+
     return SystemTables(
         database, User, TeamMember, UserRole, RoundRobin, DefinitionVersion, Audit, Outbox, Timeline, Mail,
-        Notification, SavedView, ApiToken, CalendarFeed,
+        Notification, SavedView, ApiToken, CalendarFeed, ImportJob, ImportProblem,
     )  # fmt: skip

@@ -42,6 +42,7 @@ bench: $(VENV)/.dev
 	$(BIN)/python bench/dispatch.py
 	$(BIN)/python bench/workers.py
 	$(BIN)/python bench/web.py
+	$(BIN)/python bench/import.py
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache

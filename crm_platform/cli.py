@@ -16,6 +16,7 @@ from flask.cli import AppGroup, with_appcontext
 from .compiler import compile_pack
 from .definitions import load_pack
 from .errors import DefinitionError, Finding, ValidationError
+from .imports.cli import import_command
 from .runtime.history import explain_lines
 from .seed import seed_demo, seed_demo_records
 from .worker import run_standalone
@@ -210,3 +211,4 @@ def register(app: Flask) -> None:
         explain_command, outbox_cli, mail_cli,
     ):  # fmt: skip
         app.cli.add_command(command)
+    app.cli.add_command(import_command)

@@ -94,8 +94,13 @@ class Records:
 
     # --- writing -------------------------------------------------------------
 
-    def create(self, entity: str, data: dict, actor: Actor, channel: str, *, form=None, cause: Cause | None = None):
-        """Create a record from ``data`` (field -> value); return the saved record."""
+    def create(
+        self, entity: str, data: dict, actor: Actor, channel: str, *, form=None, cause: Cause | None = None, rules=True
+    ):
+        """Create a record from ``data`` (field -> value); return the saved record.
+
+        ``rules=False`` (an import's choice) audits the change but fires no rules.
+        """
         ce = self.entity(entity)
         payload = v.payload_to_json(data)
         if channel in HUMAN_CHANNELS and actor.user_id and ce.definition.owner_field:
@@ -122,14 +127,28 @@ class Records:
                 for name, value in v.snapshot(ce.definition, record).items()
                 if name not in ("id", "version", "created_at", "updated_at") and value not in (None, [], "")
             }
-            self._after_write(ce, record, "create", changes, {}, actor, channel, cause, form=form)
+            self._after_write(ce, record, "create", changes, {}, actor, channel, cause, form=form, rules=rules)
         return record
 
-    def update(self, entity: str, record_id: int, data: dict, actor: Actor, channel: str, *, version=None, cause=None):
-        """Change fields of a record; ``version`` is the one the change was based on."""
+    def update(
+        self,
+        entity: str,
+        record_id: int,
+        data: dict,
+        actor: Actor,
+        channel: str,
+        *,
+        version=None,
+        cause=None,
+        rules=True,
+    ):
+        """Change fields of a record; ``version`` is the one the change was based on.
+
+        ``rules=False`` (an import's choice) audits the change but fires no rules.
+        """
         ce = self.entity(entity)
         record, before = self._changed_copy(ce, record_id, data, actor, channel, version)
-        return self._save(ce, record, before, "update", actor, channel, cause)
+        return self._save(ce, record, before, "update", actor, channel, cause, rules=rules)
 
     def transition(self, entity: str, record_id: int, target: str, actor: Actor, channel: str, **options):
         """Move a record to stage ``target`` through its workflow's guard.
@@ -295,7 +314,7 @@ class Records:
         # The raw values (a link's id, not the linked record, which would be loaded).
         return dict(record.__data__)
 
-    def _save(self, ce: CompiledEntity, record, before: dict, operation: str, actor, channel, cause):
+    def _save(self, ce: CompiledEntity, record, before: dict, operation: str, actor, channel, cause, rules=True):
         self._compute(ce, record)
         model = ce.model
         after = record.__data__
@@ -318,11 +337,11 @@ class Records:
             if not saved:
                 raise self._conflict(ce, record.id, based_on)
             audit_changes = {name: [v.to_json(a), v.to_json(b)] for name, (a, b) in changed.items()}
-            self._after_write(ce, record, operation, audit_changes, changed, actor, channel, cause)
+            self._after_write(ce, record, operation, audit_changes, changed, actor, channel, cause, rules=rules)
         return record
 
-    def _after_write(self, ce, record, operation, audit_changes, changed, actor, channel, cause, form=None):
-        """Audit the change and plan what it triggers (inside the transaction)."""
+    def _after_write(self, ce, record, operation, audit_changes, changed, actor, channel, cause, form=None, rules=True):
+        """Audit the change and plan what it triggers (inside the transaction); ``rules=False`` only audits."""
         audit_id = self.history.audit(
             ce.name,
             record.id,
@@ -334,6 +353,8 @@ class Records:
             audit_changes,
             cause,
         )
+        if not rules:
+            return
         depth = cause.depth if cause else 0
         change = Change(
             entity=ce.name,
@@ -349,14 +370,14 @@ class Records:
         if not fired:
             return
         if depth >= self.settings.chain_limit:
-            rules = ", ".join(repr(rule.name) for rule, _ in fired)
+            stopped = ", ".join(repr(rule.name) for rule, _ in fired)
             self.history.note(
                 ce.name,
                 record.id,
                 self.ctx.now(),
                 "error",
                 f"automation stopped: {depth} rule-triggered changes in a row reached the limit of "
-                f"{self.settings.chain_limit}; not running {rules} again",
+                f"{self.settings.chain_limit}; not running {stopped} again",
                 rule=cause.rule if cause else None,
                 detail={"chain_limit": self.settings.chain_limit, "rules": [rule.name for rule, _ in fired]},
             )

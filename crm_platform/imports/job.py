@@ -1,0 +1,322 @@
+"""An import job: from a file to records, through the one write path, resumable.
+
+``start(crm, entity, path, ...)`` reads the file, maps its columns and stores
+an ``ImportJob`` (nothing else is written; a file that cannot be read, a
+mapping error or a missing required column raises first). ``run_job(crm,
+job_id)`` then imports the rows in chunks of ``Options.chunk``: each chunk is
+ONE transaction that also moves the job's ``next_row`` and counters, so after
+a crash (even SIGKILL) the job resumes at ``next_row`` with no row lost or
+written twice. A worker can call ``run_job`` as it is.
+
+Each row goes through ``crm.records.create`` / ``update`` with channel
+``import`` (validation, permissions, audit, and rules unless the job says
+``rules: false``). A row that fails is kept as an ``ImportProblem`` with its
+cells and the reason per field; the other rows are imported.
+
+Duplicates: a row whose ``match`` fields (all non-empty) equal those of a
+stored record - one imported earlier from the same file included - is skipped,
+updates that record (with the row's non-empty cells), or is created anyway,
+as ``on_duplicate`` says.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from ..errors import NotFound, PermissionDenied, ValidationError
+from ..runtime import values as v
+from ..runtime.users import Actor
+from . import mapping as m
+from . import rows
+from .reader import FileRejected, Table, read_table
+
+ON_DUPLICATE = ("skip", "update", "create")
+CHUNK = 500
+
+
+@dataclass
+class Options:
+    """How a job treats duplicates and rules (stored on the job as JSON)."""
+
+    match: list[str] = field(default_factory=list)
+    on_duplicate: str = "skip"
+    rules: bool = True
+    chunk: int = CHUNK
+
+    @classmethod
+    def from_json(cls, data: dict) -> Options:
+        known = {k: data[k] for k in ("match", "on_duplicate", "rules", "chunk") if k in data}
+        return cls(**known)
+
+
+@dataclass
+class RowResult:
+    """A previewed row: its number in the file, the payload and the errors per field."""
+
+    row_number: int
+    payload: dict
+    errors: dict[str, list[str]]
+    action: str  # create, update, skip, or "error"
+
+
+@dataclass
+class Preview:
+    mapping: dict[str, str]
+    unmapped: dict[str, str]
+    notes: list[str]
+    total_rows: int
+    rows: list[RowResult]
+
+
+def _check_options(ce, options: Options, targets: set[str]) -> None:
+    errors = {}
+    if options.on_duplicate not in ON_DUPLICATE:
+        errors["on_duplicate"] = [f"must be one of {', '.join(ON_DUPLICATE)}"]
+    for key in options.match:
+        if key not in ce.definition.fields:
+            errors.setdefault("match", []).append(f"there is no field {key!r}")
+        elif key not in targets:
+            errors.setdefault("match", []).append(f"no column of the file holds {key!r}")
+    if options.chunk < 1:
+        errors["chunk"] = ["must be at least 1"]
+    if errors:
+        raise ValidationError(errors)
+
+
+def _prepare(crm, entity: str, path: Path, given: dict | None, options: Options):
+    ce = crm.records.entity(entity)
+    table = read_table(path)
+    mapping = m.match(ce, table.header, given)
+    _check_options(ce, options, set(mapping.columns.values()))
+    return ce, table, mapping
+
+
+def preview(crm, entity: str, path: Path, *, mapping: dict | None = None, options=None, limit: int = 20) -> Preview:
+    """The first ``limit`` rows as they would be imported, with their errors; writes nothing.
+
+    Raises ``FileRejected`` or ``ValidationError`` (mapping, options) like ``start``.
+    """
+    options = options or Options()
+    ce, table, mapped = _prepare(crm, entity, Path(path), mapping, options)
+    lookups = rows.Lookups(crm.compiled, crm.tables)
+    results = []
+    for number, cells in table.rows[:limit]:
+        data, errors = rows.payload(ce, mapped.columns, cells, lookups)
+        if not errors:
+            errors = ce.validator.errors(data, partial=False)
+        action = "error" if errors else _action(ce, data, options)
+        results.append(RowResult(number, data, errors, action))
+    return Preview(mapped.as_json(table.header), mapped.unmapped, table.notes, len(table.rows), results)
+
+
+def start(crm, entity: str, path: Path, *, actor: Actor, mapping: dict | None = None, options=None):
+    """Check the file, its mapping and the actor's permission; store a queued job and return it.
+
+    The returned job's ``notes`` say what the reader guessed (a fallback encoding).
+
+    Raises ``FileRejected`` (unreadable file), ``ValidationError`` (mapping, options, a missing
+    required column) or ``PermissionDenied``; nothing is stored then.
+    """
+    options = options or Options()
+    path = Path(path).resolve()
+    ce, table, mapped = _prepare(crm, entity, path, mapping, options)
+    _require(crm, actor, entity, options)
+    job = crm.tables.ImportJob.create(
+        user=actor.user_id,
+        entity=ce.name,
+        filename=path.name,
+        path=str(path),
+        format=table.format,
+        mapping=mapped.as_json(table.header),
+        options=asdict(options),
+        status="queued",
+        total_rows=len(table.rows),
+        created_at=crm.ctx.now(),
+    )
+    job.notes = table.notes  # not stored: what the reader guessed (an encoding), to show now
+    return job
+
+
+def _require(crm, actor: Actor, entity: str, options: Options) -> None:
+    crm.permissions.require(actor, entity, "create")
+    if options.on_duplicate == "update":
+        crm.permissions.require(actor, entity, "update")
+
+
+def run_job(crm, job_id: int, *, progress: Callable[[int], None] | None = None, after_chunk=None):
+    """Import the rows of job ``job_id`` from its ``next_row`` on; return the finished job.
+
+    ``progress(n)`` is told after each chunk how many rows it settled; ``after_chunk(job)``
+    is called after each committed chunk (tests use it to simulate a crash). A file that
+    can no longer be read, or an actor who may not create, fails the job and raises.
+    """
+    ImportJob = crm.tables.ImportJob
+    job = ImportJob.get_by_id(job_id)
+    if job.status == "done":
+        return job
+    options = Options.from_json(job.options)
+    actor = crm.directory.actor(job.user_id) if job.user_id else Actor.system()
+    try:
+        _require(crm, actor, job.entity, options)
+        ce = crm.records.entity(job.entity)
+        table = read_table(Path(job.path))
+        mapped = m.match(ce, table.header, job.mapping)
+    except (FileRejected, ValidationError, PermissionDenied, NotFound) as error:  # recorded, then raised
+        _fail(job, str(error))
+        raise
+    _set(job, status="running")
+    importer = _Importer(crm, ce, table, mapped.columns, options, actor, job)
+    while job.next_row < len(table.rows):
+        before = job.next_row
+        importer.chunk(job.next_row, min(job.next_row + options.chunk, len(table.rows)))
+        if progress:
+            progress(job.next_row - before)
+        if after_chunk:
+            after_chunk(job)
+    _set(job, status="done", finished_at=crm.ctx.now())
+    return job
+
+
+def _fail(job, message: str) -> None:
+    _set(job, status="failed", error=message)
+
+
+def _set(job, **values) -> None:
+    """Store ``values`` on the job row (an update query: jobs are not records, but nothing calls save())."""
+    ImportJob = type(job)
+    ImportJob.update(**values).where(ImportJob.id == job.id).execute()
+    for name, value in values.items():
+        setattr(job, name, value)
+
+
+class _Importer:
+    """Writes the rows of one job, a chunk per transaction."""
+
+    def __init__(self, crm, ce, table: Table, columns: dict[int, str], options: Options, actor: Actor, job):
+        self.crm, self.ce, self.table, self.columns = crm, ce, table, columns
+        self.options, self.actor, self.job = options, actor, job
+        self.lookups = rows.Lookups(crm.compiled, crm.tables)
+        self.finder = _Finder(ce, options.match) if options.match else None
+
+    def chunk(self, start: int, end: int) -> None:
+        job = self.job
+        counts = dict(created=0, updated=0, skipped=0, failed=0)
+        with self.crm.tables.database.atomic():
+            for number, cells in self.table.rows[start:end]:
+                outcome = self.row(number, cells)
+                counts[outcome] += 1
+            ImportJob = type(job)
+            ImportJob.update(
+                next_row=end,
+                created=ImportJob.created + counts["created"],
+                updated=ImportJob.updated + counts["updated"],
+                skipped=ImportJob.skipped + counts["skipped"],
+                failed=ImportJob.failed + counts["failed"],
+            ).where(ImportJob.id == job.id).execute()
+        # Only after the commit: the job object matches what is stored.
+        job.next_row = end
+        for name, count in counts.items():
+            setattr(job, name, getattr(job, name) + count)
+
+    def row(self, number: int, cells: list) -> str:
+        data, errors = rows.payload(self.ce, self.columns, cells, self.lookups)
+        if errors:
+            return self.problem(number, cells, errors)
+        records, entity, rules = self.crm.records, self.ce.name, self.options.rules
+        try:
+            existing = _duplicate(self.ce, data, self.options.match, self.finder)
+            if existing is not None and self.options.on_duplicate == "skip":
+                return "skipped"
+            if existing is not None and self.options.on_duplicate == "update":
+                records.update(entity, existing, data, self.actor, "import", rules=rules)
+                return "updated"
+            records.create(entity, data, self.actor, "import", rules=rules)
+            return "created"
+        except ValidationError as error:
+            return self.problem(number, cells, error.errors)
+        except PermissionDenied as error:
+            return self.problem(number, cells, {"": [str(error)]})
+
+    def problem(self, number: int, cells: list, errors: dict) -> str:
+        header = self.table.header
+        # Pairs, not a dict: the stored JSON keeps the file's column order for the report.
+        data = [[header[i], _text(cells[i]) if i < len(cells) else ""] for i in range(len(header))]
+        self.crm.tables.ImportProblem.create(job=self.job.id, row_number=number, data=data, errors=errors)
+        return "failed"
+
+
+def _text(cell) -> str:
+    return "" if cell is None else str(v.to_json(cell))
+
+
+def _action(ce, data: dict, options: Options) -> str:
+    existing = _duplicate(ce, data, options.match)
+    if existing is None or options.on_duplicate == "create":
+        return "create"
+    return options.on_duplicate
+
+
+def _duplicate(ce, data: dict, keys: list[str], finder: _Finder | None = None) -> int | None:
+    """The id of a stored record whose ``keys`` equal the row's, if all of them are filled."""
+    if not keys or any(data.get(key) in (None, "", []) for key in keys):
+        return None
+    return (finder or _Finder(ce, keys)).find(data)
+
+
+class _Finder:
+    """Looks a row's match keys up with one prepared query (built by peewee once, not per row)."""
+
+    def __init__(self, ce, keys: list[str]):
+        self.ce = ce
+        self.fields = [ce.definition.fields[key] for key in keys]
+        model = ce.model
+        query = model.select(model.id)
+        for fd in self.fields:
+            query = query.where(getattr(model, v.storage_name(fd)) == _PLACEHOLDER)
+        self.sql, _ = query.order_by(model.id).sql()  # the first row is read: no LIMIT parameter
+
+    def find(self, data: dict) -> int | None:
+        params = [_db_value(self.ce, fd, data[fd.name]) for fd in self.fields]
+        row = self.ce.model._meta.database.execute_sql(self.sql, params).fetchone()
+        return row[0] if row else None
+
+
+_PLACEHOLDER = object()
+
+
+def _db_value(ce, fd, value):
+    """A JSON value as the column stores it (what peewee's field would bind)."""
+    return getattr(ce.model, v.storage_name(fd)).db_value(v.from_json(fd, value))
+
+
+def error_report(crm, job_id: int, out: TextIO) -> int:
+    """Write the job's problems as CSV: row number, the original cells, then the reasons.
+
+    The ``errors`` column reads ``Field: message; ...``. Returns the number of rows written.
+    """
+    ImportJob, ImportProblem = crm.tables.ImportJob, crm.tables.ImportProblem
+    job = ImportJob.get_by_id(job_id)
+    ce = crm.records.entity(job.entity)
+    first = ImportProblem.select().where(ImportProblem.job == job.id).first()
+    header = [column for column, _ in first.data] if first else list(job.mapping)
+    writer = csv.writer(out)
+    writer.writerow(["row", *header, "errors"])
+    count = 0
+    problems = ImportProblem.select().where(ImportProblem.job == job.id).order_by(ImportProblem.row_number)
+    for problem in problems:
+        reasons = "; ".join(f"{_label(ce, name)}: {', '.join(messages)}" for name, messages in problem.errors.items())
+        cells = dict(problem.data)
+        writer.writerow([problem.row_number, *[cells.get(c, "") for c in header], reasons])
+        count += 1
+    return count
+
+
+def _label(ce, name: str) -> str:
+    if not name:
+        return "row"
+    fd = ce.definition.fields.get(name)
+    return fd.label if fd else name

@@ -10,7 +10,18 @@ from flask import Flask, current_app, render_template, request
 from flask_login import current_user
 
 from ..errors import NotFound, PermissionDenied
-from . import auth, boards, console, dashboards, home, ical, public, records, views
+from . import (
+    auth,
+    boards,
+    console,
+    dashboards,
+    home,
+    ical,
+    public,
+    record_page,  # noqa: F401 - adds its route to the records blueprint
+    records,
+    views,
+)
 from .api import init_api
 from .extensions import csrf, init_limits, login_manager
 from .formats import register_filters

@@ -45,6 +45,10 @@ class UserInfo:
     roles: list[str] = field(default_factory=list)
     teams: list[str] = field(default_factory=list)
 
+    def as_actor(self) -> Actor:
+        """This user as the actor of a change."""
+        return Actor(self.id, frozenset(self.roles), frozenset(self.teams), self.superuser, self.name)
+
 
 class Directory:
     """Reads and changes users, memberships and roles."""
@@ -210,7 +214,7 @@ class Directory:
         info = self.get(user_id)
         if info is None or not info.active:
             raise LookupError(f"no active user {user_id}")
-        return Actor(info.id, frozenset(info.roles), frozenset(info.teams), info.superuser, info.name)
+        return info.as_actor()
 
     def exists(self, user_id: int) -> bool:
         return self.tables.User.select().where(self.tables.User.id == user_id).exists()

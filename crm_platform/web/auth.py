@@ -26,7 +26,7 @@ class WebUser:
 
     def __init__(self, info: UserInfo):
         self.info = info
-        self.actor = Actor(info.id, frozenset(info.roles), frozenset(info.teams), info.superuser, info.name)
+        self.actor = info.as_actor()
 
     def get_id(self) -> str:
         return str(self.info.id)

@@ -79,7 +79,7 @@ def test_init_db_is_idempotent(runner):
     first = runner.invoke(args=["init-db"])
     second = runner.invoke(args=["init-db"])
     assert first.exit_code == second.exit_code == 0
-    assert first.output == second.output == "27 tables ready\n"  # 12 entities, 15 of the platform
+    assert first.output == second.output == "28 tables ready\n"  # 12 entities, 16 of the platform
 
 
 def test_rules_list_names_every_rule_with_its_trigger(runner, app):

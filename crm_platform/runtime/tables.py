@@ -68,13 +68,14 @@ class SystemTables:
     CalendarFeed: type[pw.Model]
     ImportJob: type[pw.Model]
     ImportProblem: type[pw.Model]
+    InboundMail: type[pw.Model]
 
     @property
     def models(self) -> list[type[pw.Model]]:
         return [
             self.User, self.TeamMember, self.UserRole, self.RoundRobin, self.DefinitionVersion,
             self.Audit, self.Outbox, self.Timeline, self.Mail, self.Notification, self.SavedView, self.ApiToken,
-            self.CalendarFeed, self.ImportJob, self.ImportProblem,
+            self.CalendarFeed, self.ImportJob, self.ImportProblem, self.InboundMail,
         ]  # fmt: skip
 
     def create_tables(self) -> None:
@@ -307,7 +308,27 @@ def system_tables(database: pw.Database) -> SystemTables:
             table_name = "crm_import_problem"
             indexes = ((("job", "row_number"), True),)
 
+    class InboundMail(Base):
+        """An email received through the inbound-email webhook, and the record it was matched to."""
+
+        message_id = pw.CharField(max_length=255, unique=True)  # a redelivered webhook is stored once
+        in_reply_to = pw.CharField(max_length=255, null=True)
+        references = pw.TextField(null=True)
+        sender = pw.CharField(max_length=254, index=True)
+        recipients = pw.TextField()
+        subject = pw.CharField(max_length=255)
+        text = pw.TextField(null=True)
+        html = pw.TextField(null=True)
+        headers = JSONField(null=True)
+        entity = pw.CharField(max_length=64, null=True)  # null: matched to no record
+        record_id = pw.IntegerField(null=True)
+        received_at = pw.DateTimeField()
+
+        class Meta:
+            table_name = "crm_inbound_mail"
+            indexes = ((("entity", "record_id", "received_at"), False),)
+
     return SystemTables(
         database, User, TeamMember, UserRole, RoundRobin, DefinitionVersion, Audit, Outbox, Timeline, Mail,
-        Notification, SavedView, ApiToken, CalendarFeed, ImportJob, ImportProblem,
+        Notification, SavedView, ApiToken, CalendarFeed, ImportJob, ImportProblem, InboundMail,
     )  # fmt: skip

@@ -19,6 +19,7 @@ from .errors import DefinitionError, Finding, ValidationError
 from .imports.cli import import_command
 from .runtime.history import explain_lines
 from .seed import seed_demo, seed_demo_records
+from .timers_cli import timers_cli
 from .worker import run_standalone
 
 
@@ -63,7 +64,10 @@ def check_command(directory: Path | None, verbose: bool) -> None:
 @with_appcontext
 def init_db_command() -> None:
     """Create the database tables of the compiled definitions."""
-    tables = current_app.extensions["crm"].init_db()
+    crm = current_app.extensions["crm"]
+    tables = crm.init_db()
+    for column in crm.added_columns:
+        click.echo(f"added column {column}")
     click.echo(f"{len(tables)} tables ready")
 
 
@@ -212,3 +216,4 @@ def register(app: Flask) -> None:
     ):  # fmt: skip
         app.cli.add_command(command)
     app.cli.add_command(import_command)
+    app.cli.add_command(timers_cli)

@@ -20,16 +20,20 @@ from .actions import EXECUTORS
 from .actions.email import Templates
 from .actions.mailer import make_mailer
 from .actions.run import ActionRunner, PermanentFailure
+from .campaigns.runs import Campaigns, CampaignSettings
 from .compiler import CompiledApp, compile_pack
 from .definitions import load_pack
 from .runtime.clock import EvalContext, SystemClock
+from .runtime.due_work import TIMER_KINDS
 from .runtime.history import History
 from .runtime.outbox import Outbox, OutboxSettings
 from .runtime.permissions import Permissions
 from .runtime.records import Records, WriteSettings
+from .runtime.subscriptions import Subscriptions
 from .runtime.tables import SystemTables, system_tables
+from .runtime.timers import Timers, TimerSettings
 from .runtime.users import Directory
-from .store import open_database
+from .store import add_missing_columns, open_database
 from .worker import Queue, make_huey
 
 
@@ -63,6 +67,7 @@ class CRM:
 
     def __init__(self, app: Flask | None = None):
         self.company: Company | None = None
+        self.added_columns: list[str] = []  # what the last init_db added to existing tables
         self.config: dict = {}
         self._lock = threading.RLock()  # web threads and embedded workers build parts lazily
         if app is not None:
@@ -109,10 +114,12 @@ class CRM:
         return Version.get(Version.digest == digest).id
 
     def init_db(self) -> list[str]:
-        """Create the platform's and the entities' tables; return the tables now present."""
+        """Create the platform's and the entities' tables, and the columns that existing
+        tables lack (a database made by an earlier version); return the tables now present."""
         with self.database.connection_context():
             self.tables.create_tables()
             self.compiled.create_tables()
+            self.added_columns = add_missing_columns(self.database, self.tables.models + self.compiled.models)
             return self.database.get_tables()
 
     # --- the runtime ------------------------------------------------------------
@@ -147,7 +154,16 @@ class CRM:
             max_attempts=int(c.get("ACTION_MAX_ATTEMPTS", 5)),
             retry_base_seconds=float(c.get("ACTION_RETRY_BASE_SECONDS", 10)),
         )
-        return Outbox(self.tables, self.clock, lambda *args: self.queue.enqueue(*args), settings)
+        return Outbox(
+            self.tables, self.clock, lambda *args: self.queue.enqueue(*args), settings,
+            follow_ups=lambda **step: self.timers.follow_up(**step),
+        )  # fmt: skip
+
+    @lazy
+    def timers(self) -> Timers:
+        """Follow-up steps and time-triggered rules, stored with their due times (``crm_timer``)."""
+        settings = TimerSettings(retry_base_seconds=float(self.config.get("TIMER_RETRY_SECONDS", 60)))
+        return Timers(self, TIMER_KINDS, settings)
 
     @lazy
     def records(self) -> Records:
@@ -161,7 +177,13 @@ class CRM:
             self.ctx,
             self.definition_version,
             WriteSettings(chain_limit=int(self.config.get("RULE_CHAIN_LIMIT", 10))),
+            webhooks=self.webhooks,
         )
+
+    @lazy
+    def webhooks(self) -> Subscriptions:
+        """The webhook subscriptions (managed in the console) and the planning of their deliveries."""
+        return Subscriptions(self, cache_seconds=float(self.config.get("WEBHOOK_SUBSCRIPTIONS_CACHE_SECONDS", 10)))
 
     @lazy
     def queue(self) -> Queue:
@@ -178,6 +200,19 @@ class CRM:
     @lazy
     def templates(self) -> Templates:
         return Templates(self.company.pack_dir, self.settings.name)
+
+    @lazy
+    def campaigns(self) -> Campaigns:
+        """Campaign runs (``campaigns/runs.py``)."""
+        c = self.config
+        settings = CampaignSettings(
+            chunk_size=int(c.get("CAMPAIGN_CHUNK_SIZE", 100)),
+            lease_seconds=float(c.get("CAMPAIGN_LEASE_SECONDS", 60)),
+            queue_wait_seconds=float(c.get("OUTBOX_REQUEUE_SECONDS", 600)),
+            base_url=c.get("BASE_URL") or f"http://{c.get('CRM_HOST', '127.0.0.1')}:{c.get('CRM_PORT', 5000)}",
+            secret=c["SECRET_KEY"],
+        )
+        return Campaigns(self, settings)
 
     @property
     def mail_from(self) -> str:

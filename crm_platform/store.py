@@ -35,3 +35,36 @@ def read_snapshot(database: pw.Database):
     if isinstance(database, pw.SqliteDatabase):
         return database.atomic(lock_type="DEFERRED")
     return database.atomic()
+
+
+def add_missing_columns(database: pw.Database, models: list[type[pw.Model]]) -> list[str]:
+    """Add the columns that ``models`` have and their existing tables lack; return "table.column" names.
+
+    ``create_tables(safe=True)`` makes missing tables but never touches an existing
+    one, so a database made by an earlier version (or before a field was added to a
+    schema) would fail on the first query naming the new column. Only columns that
+    can be added to rows already there are added: nullable ones or ones with a
+    default; anything else raises with the fix, before any column was added.
+    """
+    from playhouse.migrate import SchemaMigrator, migrate
+
+    missing = []
+    for model in models:
+        table = model._meta.table_name
+        if not database.table_exists(table):
+            continue
+        present = {column.name for column in database.get_columns(table)}
+        for field in model._meta.sorted_fields:
+            if field.column_name not in present:
+                missing.append((model, field))
+    blocked = [f"{m._meta.table_name}.{f.column_name}" for m, f in missing if not f.null and f.default is None]
+    if blocked:
+        raise RuntimeError(
+            f"cannot add required columns to existing tables: {', '.join(blocked)}; "
+            "give the field a default or make it optional, or migrate the data by hand"
+        )
+    if missing:
+        migrator = SchemaMigrator.from_database(database)
+        with database.atomic():
+            migrate(*(migrator.add_column(m._meta.table_name, f.column_name, f) for m, f in missing))
+    return [f"{m._meta.table_name}.{f.column_name}" for m, f in missing]

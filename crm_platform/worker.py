@@ -20,6 +20,9 @@ from huey.api import Huey
 from huey.storage import SqliteStorage
 
 from .actions import EXECUTORS
+from .imports import background as imports
+from .runtime.due_work import run_due_work
+from .runtime.time_triggers import sync_rules
 
 log = logging.getLogger("crm.worker")
 
@@ -68,6 +71,32 @@ class Queue:
 
         self.sweep_task = outbox_sweep
 
+        @huey.periodic_task(crontab(minute="*"), name=TASK_PREFIX + "due_work")
+        def due_work():
+            return run_due_work(engine)  # timers due now (follow-up steps, time-triggered rules), ...
+
+        self.due_task = due_work
+
+        @huey.task(name=TASK_PREFIX + "import_job")
+        def import_job(company: str, job_id: int, payload_version: int = 1):
+            if company != engine.company.slug:
+                raise ValueError(f"this worker serves company {engine.company.slug!r}, not {company!r}")
+            return imports.run(engine, job_id)
+
+        @huey.periodic_task(crontab(minute="*"), name=TASK_PREFIX + "import_sweep")
+        def import_sweep():
+            return imports.sweep(engine, self.enqueue_import)
+
+        self.import_task, self.import_sweep_task = import_job, import_sweep
+
+        @huey.task(name=TASK_PREFIX + "campaign_chunk")
+        def campaign_chunk(company: str, run_id: int, payload_version: int = 1):
+            if company != engine.company.slug:
+                raise ValueError(f"this worker serves company {engine.company.slug!r}, not {company!r}")
+            return engine.campaigns.process(run_id)  # one chunk of a campaign run; it queues the next
+
+        self.campaign_task = campaign_chunk
+
     def _register(self, kind: str):
         engine = self.engine
 
@@ -87,6 +116,14 @@ class Queue:
         else:
             task.schedule(args=args, eta=eta.replace(tzinfo=dt.UTC))
 
+    def enqueue_import(self, job_id: int) -> None:
+        """Hand import job ``job_id`` (stored by ``imports.start``) to the workers."""
+        self.import_task(self.engine.company.slug, job_id, 1)
+
+    def enqueue_campaign(self, run_id: int) -> None:
+        """Hand the next chunk of campaign run ``run_id`` to the workers."""
+        self.campaign_task(self.engine.company.slug, run_id, 1)
+
     def consumer(self, workers: int = 2, periodic: bool = True):
         """A Huey consumer of this queue with thread workers."""
         return self.huey.create_consumer(workers=workers, worker_type="thread", periodic=periodic)
@@ -101,6 +138,9 @@ def start_embedded(engine, workers: int = 2):
     recovered = engine.outbox.sweep()
     if recovered:
         log.warning("queued %d stranded actions again", recovered)
+    imports.sweep(engine, engine.queue.enqueue_import)  # jobs whose worker died
+    engine.campaigns.sweep()  # campaign runs whose worker died, scheduled runs due
+    seed_timers(engine)
     consumer = engine.queue.consumer(workers=workers)
     handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     consumer.start()
@@ -114,4 +154,14 @@ def run_standalone(engine, workers: int, periodic: bool) -> None:
     recovered = engine.outbox.sweep()
     if recovered:
         log.warning("queued %d stranded actions again", recovered)
+    imports.sweep(engine, engine.queue.enqueue_import)  # jobs whose worker died
+    engine.campaigns.sweep()  # campaign runs whose worker died, scheduled runs due
+    seed_timers(engine)
     engine.queue.consumer(workers=workers, periodic=periodic).run()
+
+
+def seed_timers(engine) -> None:
+    """At worker start: the time-triggered rules get their timers; those of removed rules are cancelled."""
+    seeded, cancelled = sync_rules(engine)
+    if seeded or cancelled:
+        log.info("timers: %d seeded, %d cancelled for the current definitions", seeded, cancelled)

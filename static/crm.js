@@ -1,6 +1,7 @@
 // Progressive enhancement only: every page works without this file.
 // 1. Kanban: drag a card to another stage; the server's workflow guard decides.
 // 2. Link pickers: search the linked entity instead of scrolling a long list.
+// 3. Imports: the mapping step previews again when a choice changes; a job's page follows its progress.
 "use strict";
 (function () {
   document.documentElement.classList.add("js");
@@ -82,6 +83,41 @@
     });
   }
 
+  function setUpImportMapping(form) {
+    // The page comes back from the server after each change: keep the focus on the control just changed.
+    const focused = sessionStorage.getItem("import-focus");
+    sessionStorage.removeItem("import-focus");
+    if (focused) document.getElementById(focused)?.focus();
+    form.addEventListener("change", (event) => {
+      if (event.target.id) sessionStorage.setItem("import-focus", event.target.id);
+      form.requestSubmit(form.querySelector('button[value="preview"]'));
+    });
+  }
+
+  function followImport(box) {
+    // Without this, a <noscript> refresh reloads the page every two seconds.
+    const show = (state) => {
+      for (const [key, value] of Object.entries(state)) {
+        box.querySelectorAll(`[data-field="${key}"]`).forEach((element) => { element.textContent = String(value); });
+      }
+      const bar = box.querySelector("progress");
+      if (bar) { bar.max = state.total || 1; bar.value = state.total ? state.processed : 1; }
+    };
+    const timer = setInterval(async () => {
+      const response = await fetch(box.dataset.importStatus, { headers: { "Accept": "application/json" } })
+        .catch(() => null);
+      if (!response || !response.ok) return;
+      const state = await response.json();
+      show(state);
+      if (state.finished || state.stopped) {
+        clearInterval(timer);
+        location.reload();  // the finished page offers the error report, "Resume" or the records
+      }
+    }, 1000);
+  }
+
   document.querySelectorAll(".board").forEach(setUpBoard);
   document.querySelectorAll(".picker-search").forEach(setUpPicker);
+  document.querySelectorAll("form.import-mapping").forEach(setUpImportMapping);
+  document.querySelectorAll("[data-import-status]").forEach(followImport);
 })();

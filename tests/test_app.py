@@ -44,12 +44,26 @@ def test_instance_config_file_is_read(tmp_path):
     assert app.config["DATABASE_URL"] == f"sqlite:///{instance / 'crm.sqlite3'}"
 
 
-def test_a_secret_key_is_generated_when_none_is_configured(monkeypatch):
+def test_a_secret_key_is_made_once_per_instance_when_none_is_configured(monkeypatch, tmp_path):
     monkeypatch.delenv("SECRET_KEY", raising=False)
     monkeypatch.delenv("CRM_SECRET_KEY", raising=False)
-    first, second = create_app({"TESTING": True}), create_app({"TESTING": True})
+    first = create_app({"TESTING": True}, instance_path=str(tmp_path / "one"))
+    again = create_app({"TESTING": True}, instance_path=str(tmp_path / "one"))
+    other = create_app({"TESTING": True}, instance_path=str(tmp_path / "two"))
     assert len(first.config["SECRET_KEY"]) == 64
-    assert first.config["SECRET_KEY"] != second.config["SECRET_KEY"]
+    # The web server and a `flask worker` of one instance sign alike, also after a restart.
+    assert first.config["SECRET_KEY"] == again.config["SECRET_KEY"]
+    assert first.config["SECRET_KEY"] != other.config["SECRET_KEY"]
+    key_file = tmp_path / "one" / "secret_key"
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    assert [p.name for p in (tmp_path / "one").iterdir()] == ["secret_key"]  # no draft left behind
+
+
+def test_a_configured_secret_key_is_used_and_no_key_file_is_made(monkeypatch, tmp_path):
+    monkeypatch.setenv("SECRET_KEY", "s3cret")
+    app = create_app({"TESTING": True}, instance_path=str(tmp_path))
+    assert app.config["SECRET_KEY"] == "s3cret"
+    assert not (tmp_path / "secret_key").exists()
 
 
 def test_creating_the_app_compiles_nothing(tmp_path):

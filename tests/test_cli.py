@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import datetime as dt
 
+import peewee as pw
+import pytest
+
 from crm_platform.application import create_app
 from crm_platform.runtime.clock import FixedClock
 from crm_platform.runtime.users import Actor
+from crm_platform.store import add_missing_columns
 
 from .conftest import GOOD, PROJECT
 
@@ -79,7 +83,43 @@ def test_init_db_is_idempotent(runner):
     first = runner.invoke(args=["init-db"])
     second = runner.invoke(args=["init-db"])
     assert first.exit_code == second.exit_code == 0
-    assert first.output == second.output == "28 tables ready\n"  # 12 entities, 16 of the platform
+    assert first.output == second.output == "34 tables ready\n"  # 12 entities, 22 of the platform
+
+
+def test_init_db_adds_the_columns_an_older_database_lacks(runner, app):
+    assert runner.invoke(args=["init-db"]).exit_code == 0
+    database = app.extensions["crm"].database
+    database.execute_sql("ALTER TABLE crm_import_job DROP COLUMN heartbeat_at")
+    database.execute_sql("ALTER TABLE lead DROP COLUMN website")
+    result = runner.invoke(args=["init-db"])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[:2] == ["added column crm_import_job.heartbeat_at", "added column lead.website"]
+    columns = {c.name for c in database.get_columns("lead")}
+    assert "website" in columns
+    assert runner.invoke(args=["init-db"]).output == "34 tables ready\n"
+
+
+def test_a_required_column_is_not_added_to_an_existing_table(tmp_path):
+    database = pw.SqliteDatabase(str(tmp_path / "old.sqlite3"))
+
+    class Old(pw.Model):
+        name = pw.CharField()
+
+        class Meta:
+            table_name = "thing"
+
+    class New(Old):
+        size = pw.IntegerField()  # required, no default: existing rows would have no value
+        colour = pw.CharField(null=True)
+
+        class Meta:
+            table_name = "thing"
+
+    Old._meta.database = New._meta.database = database
+    database.create_tables([Old])
+    with pytest.raises(RuntimeError, match=r"cannot add required columns to existing tables: thing\.size"):
+        add_missing_columns(database, [New])
+    assert {c.name for c in database.get_columns("thing")} == {"id", "name"}  # colour was not added either
 
 
 def test_rules_list_names_every_rule_with_its_trigger(runner, app):

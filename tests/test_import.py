@@ -253,6 +253,39 @@ def test_duplicates_can_match_on_several_fields(crm, tmp_path):
     assert (job.created, job.skipped) == (2, 1)
 
 
+@pytest.mark.parametrize("on_duplicate", ["skip", "update"])
+def test_text_keys_match_whatever_their_case_and_spaces(crm, tmp_path, on_duplicate):
+    anna = crm.records.create("lead", {"last_name": "Old", "email": "Anna@X.com", "source": "event"}, SYSTEM, "form")
+    rows = [
+        lead_row(1, Email=" anna@x.COM "),  # the stored Anna@X.com
+        lead_row(2, Email="bob@y.com"),
+        lead_row(3, Email="BOB@Y.com"),  # bob@y.com, created by the row above
+        lead_row(4, Email="anna@x.co"),  # another address
+    ]
+    path = write_csv(tmp_path / "case.csv", rows)
+
+    job = run(crm, path, match=["email"], on_duplicate=on_duplicate, chunk=2)
+
+    by_email = {r.email: r for r in leads(crm)}
+    assert sorted(by_email) == ["Anna@X.com", "anna@x.co", "bob@y.com"]
+    if on_duplicate == "skip":
+        assert (job.created, job.updated, job.skipped, job.failed) == (2, 0, 2, 0)
+        assert by_email["Anna@X.com"].last_name == "Old"
+    else:
+        assert (job.created, job.updated, job.skipped, job.failed) == (2, 2, 0, 0)
+        assert by_email["Anna@X.com"].id == anna.id and by_email["Anna@X.com"].last_name == "Lee1"
+        assert by_email["bob@y.com"].last_name == "Lee3"
+
+
+def test_a_preview_finds_duplicates_whatever_their_case(crm, tmp_path):
+    crm.records.create("lead", {"last_name": "Old", "email": "Anna@X.com", "source": "event"}, SYSTEM, "form")
+    path = write_csv(tmp_path / "preview_case.csv", [lead_row(1, Email="ANNA@x.com"), lead_row(2)])
+
+    shown = preview(crm, "lead", path, options=Options(match=["email"], on_duplicate="update"))
+
+    assert [row.action for row in shown.rows] == ["update", "create"]
+
+
 # --- crash and resume -----------------------------------------------------------------------------
 
 
@@ -296,20 +329,21 @@ def test_a_resumed_job_keeps_the_columns_left_out(crm, tmp_path):
 def test_a_chunk_that_fails_midway_is_rolled_back_with_its_counters(crm, tmp_path, monkeypatch):
     path = write_csv(tmp_path / "mid.csv", [lead_row(n) for n in range(30)])
     job = start(crm, "lead", path, actor=SYSTEM, options=Options(rules=False, chunk=20))
-    create = crm.records.create
+    create_many = crm.records.create_many
 
-    def create_then_crash(entity, data, *args, **kwargs):
-        if data["email"] == "ann25@example.com":
+    def create_then_crash(entity, rows, *args, **kwargs):
+        created = create_many(entity, rows, *args, **kwargs)  # written in the chunk's transaction
+        if any(row["email"] == "ann25@example.com" for row in rows):
             raise Crash
-        return create(entity, data, *args, **kwargs)
+        return created
 
-    monkeypatch.setattr(crm.records, "create", create_then_crash)
+    monkeypatch.setattr(crm.records, "create_many", create_then_crash)
     with pytest.raises(Crash):
         run_job(crm, job.id)
     stored = crm.tables.ImportJob.get_by_id(job.id)
     assert (len(leads(crm)), stored.next_row, stored.created) == (20, 20, 20)
 
-    monkeypatch.setattr(crm.records, "create", create)
+    monkeypatch.setattr(crm.records, "create_many", create_many)
     assert run_job(crm, job.id).created == 30
     assert len(leads(crm)) == 30
 

@@ -66,29 +66,27 @@ def test_web_lead_plans_its_actions_in_the_create_transaction(crm, dach, held):
     rows = outbox_rows(crm)
     assert [(r.rule, r.path, r.kind) for r in rows] == [
         (WELCOME, "1", "send_email"),
-        (WELCOME, "2", "follow_up"),
         (DACH, "1", "assign"),
         (DACH, "2", "create"),
     ]
     assert all(r.key == f"{create.id}/{r.rule}/{r.path}" for r in rows)
     assert all((r.entity, r.record_id, r.created_at, r.attempts) == ("lead", lead.id, NOW, 0) for r in rows)
-    assert [r.status for r in rows] == ["queued", "queued", "queued", "waiting"]
-    assert rows[3].after_id == rows[2].id  # the activity waits for the assignment
-    assert rows[2].payload["reason"] == {"country": "DE", "source": "web"}
-    # Handed to the queue after commit; the follow-up for three days later.
-    assert held.calls == [
-        ("send_email", rows[0].id, None),
-        ("follow_up", rows[1].id, NOW + dt.timedelta(days=3)),
-        ("assign", rows[2].id, None),
-    ]
+    assert [r.status for r in rows] == ["queued", "queued", "waiting"]
+    assert rows[2].after_id == rows[1].id  # the activity waits for the assignment
+    assert rows[1].payload["reason"] == {"country": "DE", "source": "web"}
+    # Handed to the queue after commit; the follow-up is a timer three days later, in the same transaction.
+    assert held.calls == [("send_email", rows[0].id, None), ("assign", rows[1].id, None)]
+    (follow_up,) = crm.timers.pending()
+    assert (follow_up.kind, follow_up.rule, follow_up.step, follow_up.record_id) == ("follow_up", WELCOME, "2", lead.id)
+    assert (follow_up.key, follow_up.due_at) == (f"{create.id}/{WELCOME}/2", NOW + dt.timedelta(days=3))
 
 
 def test_invalid_web_lead_plans_no_actions(crm, dach, held):
     with pytest.raises(ValidationError):
         crm.records.create("lead", web_lead(email="jane at example"), SYSTEM, "api")
-    assert outbox_rows(crm) == [] and held.calls == []
+    assert outbox_rows(crm) == [] and held.calls == [] and crm.timers.pending() == []
     crm.records.create("lead", web_lead(), SYSTEM, "api")
-    assert len(outbox_rows(crm)) == 4
+    assert len(outbox_rows(crm)) == 3 and len(crm.timers.pending()) == 1
 
 
 def test_actions_are_rolled_back_with_the_change_that_planned_them(crm, dach, held, monkeypatch):
@@ -96,14 +94,14 @@ def test_actions_are_rolled_back_with_the_change_that_planned_them(crm, dach, he
 
     def plan_then_fail(*args):
         plan(*args)
-        assert len(outbox_rows(crm)) == 4  # written, inside the transaction
+        assert len(outbox_rows(crm)) == 3 and len(crm.timers.pending()) == 1  # written, inside the transaction
         raise RuntimeError("the database went away")
 
     monkeypatch.setattr(crm.outbox, "plan", plan_then_fail)
     with pytest.raises(RuntimeError):
         crm.records.create("lead", web_lead(), SYSTEM, "api")
     assert model(crm, "lead").select().count() == 0
-    assert audit_rows(crm) == [] and outbox_rows(crm) == []
+    assert audit_rows(crm) == [] and outbox_rows(crm) == [] and crm.timers.pending() == []
     assert held.calls == []  # nothing was handed over for a change that did not commit
 
 
@@ -131,12 +129,8 @@ def test_web_lead_gets_owner_team_and_activity_inline(crm, dach):
     saved = stored(crm, "lead", lead.id)
     assert (saved.owner, saved.team, saved.version) == (dach[0], "sales-dach", 2)
     assert [a.owner for a in activities(crm)] == [dach[0]]
-    assert statuses(crm) == [
-        ("send_email", "done"),
-        ("follow_up", "queued"),
-        ("assign", "done"),
-        ("create", "done"),
-    ]
+    assert statuses(crm) == [("send_email", "done"), ("assign", "done"), ("create", "done")]
+    assert [t.kind for t in crm.timers.pending()] == ["follow_up"]
 
 
 def test_round_robin_gives_three_leads_to_three_members_in_id_order(crm, dach):
@@ -212,25 +206,25 @@ def test_lead_without_email_gets_no_welcome(crm, dach):
 
 def test_follow_up_waits_three_days_then_sends_the_nudge(crm, dach, clock):
     crm.records.create("lead", web_lead(), SYSTEM, "api")
-    follow_up = outbox_row(crm, "follow_up")
-    assert (follow_up.status, follow_up.due_at) == ("queued", NOW + dt.timedelta(days=3))
-    assert crm.runner.run(follow_up.id) == "not runnable (done, taken or not due)"
-    assert outbox_row(crm, "follow_up").attempts == 0
+    (follow_up,) = crm.timers.pending()
+    assert (follow_up.status, follow_up.due_at) == ("pending", NOW + dt.timedelta(days=3))
+    assert crm.timers.fire_due() == 0  # not due yet
 
     clock.advance(days=3)
-    assert crm.outbox.sweep() == 1  # Huey's schedule is not run in immediate mode; the sweep hands it over
-    assert outbox_row(crm, "follow_up").status == "done"
+    assert crm.timers.fire_due() == 1  # tests/test_timers.py has the sequences and their stop conditions
+    assert crm.timers.pending() == []
     assert [m.subject for m in mails(crm)] == ["Thanks for your interest, Jane", "Can we help you, Jane?"]
     nudge = outbox_rows(crm)[-1]
-    assert (nudge.kind, nudge.path, nudge.status) == ("send_email", "2.1", "done")
+    assert (nudge.kind, nudge.path, nudge.status, nudge.key) == ("send_email", "2.1", "done", f"{follow_up.key}.1")
 
 
 def test_follow_up_is_skipped_when_the_lead_has_moved_on(crm, dach, clock):
     lead = crm.records.create("lead", web_lead(), SYSTEM, "api")
     crm.records.transition("lead", lead.id, "contacted", SYSTEM, "form")
     clock.advance(days=3)
-    assert crm.runner.run(outbox_row(crm, "follow_up").id).startswith("skipped")
-    assert outbox_row(crm, "follow_up").status == "skipped"
+    assert crm.timers.fire_due() == 1
+    (follow_up,) = crm.timers.pending(include_done=True)
+    assert follow_up.status == "skipped"
     assert len(mails(crm)) == 1
 
 
@@ -393,23 +387,13 @@ def test_sweep_requeues_a_running_row_whose_lease_expired(crm, dach, held, clock
 def test_sweep_requeues_a_pending_row_its_handoff_missed(crm, dach, held, clock):
     held.failing = True  # the queue is unreachable when the change commits
     crm.records.create("lead", web_lead(), SYSTEM, "api")
-    assert statuses(crm) == [
-        ("send_email", "pending"),
-        ("follow_up", "pending"),
-        ("assign", "pending"),
-        ("create", "waiting"),
-    ]
+    assert statuses(crm) == [("send_email", "pending"), ("assign", "pending"), ("create", "waiting")]
     held.release()
     clock.advance(seconds=4)
     assert crm.outbox.sweep() == 0  # within the hand-off's grace
     clock.advance(seconds=2)
-    assert crm.outbox.sweep() == 3
-    assert statuses(crm) == [
-        ("send_email", "done"),
-        ("follow_up", "queued"),
-        ("assign", "done"),
-        ("create", "done"),
-    ]
+    assert crm.outbox.sweep() == 2
+    assert statuses(crm) == [("send_email", "done"), ("assign", "done"), ("create", "done")]
 
 
 # --- explaining ------------------------------------------------------------------------
@@ -488,7 +472,7 @@ def test_outbox_commands_list_failed_actions_and_retry_only_those(cli, crm, dach
     assert listed.output.splitlines() == [
         f"#{send.id} failed   send_email      lead #1  rule 'Welcome new web leads'  error: 550 mailbox full"
     ]
-    assert len(cli.invoke(args=["outbox", "list"]).output.splitlines()) == 4
+    assert len(cli.invoke(args=["outbox", "list"]).output.splitlines()) == 3
 
     assign = outbox_row(crm, "assign")
     refused = cli.invoke(args=["outbox", "retry", str(assign.id)])

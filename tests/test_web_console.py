@@ -478,16 +478,22 @@ def test_bulk_retry_queues_the_selected_failed_actions_only(sign_in, web_crm):
         held.release()
 
 
-def test_pending_timers_are_actions_due_later_soonest_first(sign_in, web_crm):
+def test_pending_timers_are_the_timer_table_soonest_first(sign_in, web_crm):
     later, soon = NOW + dt.timedelta(days=3), NOW + dt.timedelta(hours=2)
-    follow_up = action(web_crm, "queued", "follow_up", due_at=later)
-    waiting = action(web_crm, "waiting", "send_email", due_at=soon)
-    action(web_crm, "queued", "follow_up", due_at=NOW - dt.timedelta(minutes=1))  # due already
-    action(web_crm, "done", "follow_up", due_at=later)  # ran
+
+    def timer(status: str, due_at, kind: str = "follow_up") -> int:
+        return web_crm.tables.Timer.insert(
+            key=f"test/{uuid.uuid4().hex}", kind=kind, entity="lead", record_id=1, rule="Welcome new web leads",
+            step="2", due_at=due_at, status=status, created_at=NOW,
+        ).execute()  # fmt: skip
+
+    follow_up = timer("pending", later)
+    every = timer("pending", soon, "every")
+    timer("fired", later)  # ran
+    timer("cancelled", later)  # stopped
     action(web_crm, "retrying", "webhook", due_at=later)  # a retry, not a timer
-    action(web_crm, "queued", "assign")  # no time set
     html = sign_in("admin").get("/admin/timers/").get_data(as_text=True)
-    assert ids_in_order(html) == [waiting, follow_up]
+    assert ids_in_order(html) == [every, follow_up]
 
 
 def test_read_only_tables_refuse_create_edit_and_delete(sign_in, web_crm):

@@ -304,66 +304,75 @@ def test_conversion_rate_per_source(sign_in, web_crm):
 # --- SLA ---------------------------------------------------------------------------------------
 
 
-def sla_counts(crm, actor=SYSTEM) -> dict[str, tuple[int, int, int]]:
+def sla_counts(crm, actor=SYSTEM) -> dict[str, tuple[int, int, int, int]]:
     (overview,) = reports.sla_overviews(crm, actor, crm.ctx.now())
-    return {s.state: (s.counts["within"], s.counts["at_risk"], s.counts["breached"]) for s in overview.states}
+    buckets = ("within", "at_risk", "breached", "paused")
+    return {s.state: tuple(s.counts[b] for b in buckets) for s in overview.states}
 
 
-def test_sla_buckets_follow_the_time_spent_in_the_current_stage(sign_in, web_crm, clock):
+# The default pack's sla/support.yaml: business hours in Berlin (Mon-Thu 08-12 and 13-18); a
+# normal ticket has 4 business hours to a first response (leaving "new") and 2 business days
+# (18 h) to resolution; waiting on the customer pauses the clock. T0 is Monday 11:00 in Berlin.
+
+
+def test_sla_buckets_follow_the_policy_in_business_time(sign_in, web_crm, clock):
     client = sign_in("gina")
-    make_ticket(web_crm, "New one")  # New: 1 hour
-    moved = make_ticket(web_crm, "Being worked on", "open")  # Open: 8 hours
-    make_ticket(web_crm, "Waiting", "open", "waiting_on_customer")  # no SLA there
-    make_ticket(web_crm, "Spam", "closed")  # final
+    make_ticket(web_crm, "New one")
+    moved = make_ticket(web_crm, "Being worked on", "open")  # responded at once: resolution runs
+    make_ticket(web_crm, "Waiting", "open", "waiting_on_customer")  # paused
+    make_ticket(web_crm, "Spam", "closed")  # resolved: not counted
 
-    assert sla_counts(web_crm) == {"new": (1, 0, 0), "open": (1, 0, 0), "escalated": (0, 0, 0)}
-    clock.advance(minutes=47)
-    assert sla_counts(web_crm)["new"] == (1, 0, 0)
-    clock.advance(minutes=1)  # 48 minutes: 80 % of the hour
-    assert sla_counts(web_crm)["new"] == (0, 1, 0)
-    clock.advance(minutes=12)  # exactly the hour: still at risk, not yet breached
-    assert sla_counts(web_crm)["new"] == (0, 1, 0)
-    clock.advance(minutes=1)
-    assert sla_counts(web_crm)["new"] == (0, 0, 1)
+    assert sla_counts(web_crm) == {
+        "new": (1, 0, 0, 0), "open": (1, 0, 0, 0), "waiting_on_customer": (0, 0, 0, 1), "escalated": (0, 0, 0, 0),
+    }  # fmt: skip
+    clock.advance(hours=4, minutes=11)  # 11:00-12:00 and 13:00-15:11: 3 h 11 min of 4 h
+    assert sla_counts(web_crm)["new"] == (1, 0, 0, 0)
+    clock.advance(minutes=1)  # 3 h 12 min: 80 %
+    assert sla_counts(web_crm)["new"] == (0, 1, 0, 0)
+    clock.advance(minutes=47)  # 15:59
+    assert sla_counts(web_crm)["new"] == (0, 1, 0, 0)
+    clock.advance(minutes=1)  # 16:00, the due time: breached
+    assert sla_counts(web_crm)["new"] == (0, 0, 1, 0)
 
-    clock.at = T0 + dt.timedelta(hours=2)
-    web_crm.records.transition("ticket", moved, "escalated", SYSTEM, "system")  # Escalated: 4 hours, from now
-    assert sla_counts(web_crm) == {"new": (0, 0, 1), "open": (0, 0, 0), "escalated": (1, 0, 0)}
-    clock.advance(hours=3, minutes=30)
-    assert sla_counts(web_crm) == {"new": (0, 0, 1), "open": (0, 0, 0), "escalated": (0, 1, 0)}
+    web_crm.records.transition("ticket", moved, "escalated", SYSTEM, "system")
+    assert sla_counts(web_crm)["open"] == (0, 0, 0, 0) and sla_counts(web_crm)["escalated"] == (1, 0, 0, 0)
+    clock.at = T0 + dt.timedelta(days=2)  # Wednesday 11:00: 9 h + 9 h + 3 h = 21 h of 18 h
+    assert sla_counts(web_crm)["escalated"] == (0, 0, 1, 0)
+    assert sla_counts(web_crm)["waiting_on_customer"] == (0, 0, 0, 1)  # still paused
 
     rows = table(page(client), "Ticket lifecycle: SLA status")
     assert rows == {
-        "New": ["1", "0", "0", "1", "1"],
-        "Open": ["8", "0", "0", "0", "0"],
-        "Escalated": ["4", "0", "1", "0", "1"],
-        "Total": ["", "0", "1", "1", "2"],
+        "New": ["0", "0", "1", "0", "1"],
+        "Open": ["0", "0", "0", "0", "0"],
+        "Waiting on customer": ["0", "0", "0", "1", "1"],
+        "Escalated": ["0", "0", "1", "0", "1"],
+        "Total": ["0", "0", "2", "1", "3"],
     }
 
 
 def test_sla_status_of_records_for_other_pages(web_crm, clock):
     fresh = make_ticket(web_crm, "Fresh")
-    clock.advance(hours=1)
-    moved = make_ticket(web_crm, "Moved", "open")
     waiting = make_ticket(web_crm, "Waiting", "open", "waiting_on_customer")
-    clock.advance(hours=1)
+    clock.advance(hours=1)  # 12:00 Berlin, lunch
+    moved = make_ticket(web_crm, "Moved", "open")
+    clock.advance(hours=2)  # 14:00 Berlin
     ce = web_crm.compiled.entities["ticket"]
     machine = ce.workflows["status"]
 
     statuses = reports.sla_status(web_crm, ce, machine, list(ce.model.select()), web_crm.ctx.now())
 
-    assert waiting not in statuses
     assert statuses[fresh] == reports.SlaStatus(
         state="new",
         entered_at=T0,
-        due_at=T0 + dt.timedelta(hours=1),
-        elapsed_ratio=2.0,
-        bucket=reports.BREACHED,
-        label="Breached",
+        due_at=T0 + dt.timedelta(hours=5),  # 4 business hours: 11-12 and 13-16
+        elapsed_ratio=0.5,
+        bucket=reports.WITHIN,
+        label="Within SLA",
     )
+    assert (statuses[waiting].bucket, statuses[waiting].label) == (reports.PAUSED, "Paused")
     assert statuses[moved].entered_at == T0 + dt.timedelta(hours=1)
-    assert statuses[moved].due_at == T0 + dt.timedelta(hours=9)
-    assert statuses[moved].elapsed_ratio == pytest.approx(1 / 8)
+    assert statuses[moved].due_at == dt.datetime(2026, 11, 25, 11, 0)  # 17 more business hours: Wednesday 12:00
+    assert statuses[moved].elapsed_ratio == pytest.approx(1 / 18)
     assert (statuses[moved].bucket, statuses[moved].label) == (reports.WITHIN, "Within SLA")
 
 
@@ -507,6 +516,6 @@ def test_dashboard_with_ten_thousand_records_renders_quickly(sign_in, web_crm):
     assert table(text, "Deal pipeline: funnel")["Prospecting"] == ["2.000", eur(200000), eur(100000)]
     assert table(text, "Deal pipeline: won and lost per month")["November 2026"] == ["2.000", "0"]
     assert table(text, "Deals: conversion by source")["Web"] == ["10.000", "2.000", "20 %"]
-    assert table(text, "Ticket lifecycle: SLA status")["Open"] == ["8", "10.000", "0", "0", "10.000"]
+    assert table(text, "Ticket lifecycle: SLA status")["Open"] == ["10.000", "0", "0", "0", "10.000"]
     assert counter.count < 60, f"{counter.count} queries"
     assert elapsed < 5, f"{elapsed:.2f} s"

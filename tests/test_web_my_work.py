@@ -22,21 +22,22 @@ def test_my_tickets_near_their_sla_are_listed_with_their_due_time(web_crm, sign_
     ticket(web_crm, "Hugo's scanner", owner=user_id(web_crm, "hugo"))
     ticket(web_crm, "Nobody's modem")  # routed to the support queue, no owner yet
     gina = sign_in("gina")
-    assert at_risk_section(gina.get("/my").get_data(as_text=True)) == ""  # "new" has a 1-hour SLA: all fresh
+    # Normal priority under sla/support.yaml: 4 business hours to respond (Berlin 08-12, 13-18).
+    assert at_risk_section(gina.get("/my").get_data(as_text=True)) == ""  # all fresh
 
-    clock.advance(minutes=50)
+    clock.advance(hours=4, minutes=20)  # Monday 11:00 -> 15:20 Berlin: 3 h 20 min of business time
     section = at_risk_section(gina.get("/my").get_data(as_text=True))
     assert "Gina&#39;s printer" in section and "Nobody&#39;s modem" in section
     assert "Hugo" not in section
     assert "At risk (83 %)" in section
 
-    clock.advance(minutes=20)
-    assert "Breached (117 %)" in at_risk_section(gina.get("/my").get_data(as_text=True))
+    clock.advance(hours=1)
+    assert "Breached (108 %)" in at_risk_section(gina.get("/my").get_data(as_text=True))
 
 
 def test_a_ticket_moved_to_a_state_without_sla_leaves_the_list(web_crm, sign_in, clock):
     record = ticket(web_crm, "Waiting ticket", owner=user_id(web_crm, "gina"))
     web_crm.records.transition("ticket", record.id, "open", SYSTEM, "form")
-    web_crm.records.transition("ticket", record.id, "waiting_on_customer", SYSTEM, "form")
+    web_crm.records.transition("ticket", record.id, "waiting_on_customer", SYSTEM, "form")  # the SLA pauses
     clock.advance(hours=30)
     assert at_risk_section(sign_in("gina").get("/my").get_data(as_text=True)) == ""

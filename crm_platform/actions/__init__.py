@@ -4,6 +4,7 @@ task (``crm.<kind>``, see ``crm_platform.worker``) through ``ActionRunner``."""
 from .assign import assign
 from .campaign import add_to_campaign
 from .create import create
+from .deliver_webhook import deliver_webhook
 from .email import send_email
 from .escalate import escalate
 from .follow_up import follow_up
@@ -23,6 +24,7 @@ EXECUTORS = {
     "webhook": webhook,
     "move": move,
     "add_to_campaign": add_to_campaign,
+    "deliver_webhook": deliver_webhook,  # to webhook subscriptions, not a rule action
 }
 
 __all__ = ["EXECUTORS"]

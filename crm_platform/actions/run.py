@@ -87,10 +87,13 @@ class ActionRunner:
         if row is None:
             return "not runnable (done, taken or not due)"
         try:
+            executor = self.executors[row.kind]
+            if getattr(executor, "without_rule", False):
+                # A delivery to a webhook subscription belongs to no rule: it settles its row itself.
+                return executor(self.engine, row)
             run = self._prepare(row)
             if run is None:
                 return "skipped"
-            executor = self.executors[row.kind]
             if getattr(executor, "settles_itself", False):
                 # Email and webhooks talk to other servers: no write lock is held meanwhile,
                 # and they settle the row themselves at their commit point.

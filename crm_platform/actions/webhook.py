@@ -19,9 +19,15 @@ from ..runtime.values import snapshot
 from .run import ActionRun, PermanentFailure
 
 
-def signature(secret: str, body: bytes) -> str:
-    """The value of the ``X-CRM-Signature`` header for ``body``."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+def signature(secret: str, body: bytes, timestamp: int | None = None) -> str:
+    """The value of the ``X-CRM-Signature`` header for ``body``.
+
+    With ``timestamp`` (webhook subscriptions) the signed message is
+    ``"<timestamp>.<body>"``, so a receiver can refuse old replays; the rule
+    action signs the body alone.
+    """
+    message = body if timestamp is None else f"{timestamp}.".encode() + body
+    return "sha256=" + hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
 
 
 def webhook(run: ActionRun) -> str:

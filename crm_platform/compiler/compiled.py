@@ -23,6 +23,7 @@ from .forms import FormSpec, ListSpec, build_form, build_list, build_public_form
 from .models import build_models, check_storage_names
 from .rules import RuleIndex, compile_rule
 from .schemas import PayloadValidator, entity_schema
+from .sla import CompiledPolicy, compile_policies
 from .statemachine import StateMachine, compile_workflow
 
 
@@ -80,6 +81,7 @@ class CompiledApp:
     entities: dict[str, CompiledEntity]
     rules: RuleIndex
     warnings: list[Finding]
+    sla: dict[str, list[CompiledPolicy]] = field(default_factory=dict)  # entity -> its SLA policies
 
     @property
     def version(self) -> str:
@@ -147,4 +149,4 @@ def compile_pack(pack: Pack) -> CompiledApp:
         entities[machine.entity].workflows[machine.field] = machine
     rules = RuleIndex([compile_rule(rule) for rule in pack.rules])
     warnings = sorted((f for f in diag.findings if not f.is_error), key=lambda f: f.location)
-    return CompiledApp(pack, entities, rules, warnings)
+    return CompiledApp(pack, entities, rules, warnings, compile_policies(pack))

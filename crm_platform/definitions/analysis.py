@@ -18,6 +18,8 @@ from .diagnostics import Diagnostics, did_you_mean, see_docs
 from .entities import pluralize
 from .model import EntityDef, FieldDef, Pack, Ref, WorkflowDef
 from .placeholders import PLACEHOLDER
+from .segments import check_segments
+from .sla import check_policies
 from .typecheck import TypeChecker, article, field_candidates, field_type, literal_type, lookup_field
 
 DATE_KINDS = ("date", "datetime")
@@ -32,6 +34,8 @@ def analyze(pack: Pack, diag: Diagnostics) -> None:
         _check_workflow(pack, workflow, diag)
     _check_roles(pack, diag)
     _check_rules(pack, diag)
+    check_segments(pack, diag)
+    check_policies(pack, diag)
     check_cycles(pack, diag)
 
 

@@ -19,7 +19,9 @@ from .diagnostics import Diagnostics, did_you_mean
 from .entities import build_entity
 from .model import Pack, Settings
 from .parser import SyntaxProblem, parse_rules
+from .segments import build_segment
 from .settings import build_roles, build_settings, build_teams
+from .sla import build_policy
 from .source import PosMap, YamlProblem, load_yaml
 from .workflows import build_workflow
 
@@ -28,7 +30,7 @@ YAML_SUFFIXES = (".yaml", ".yml")
 
 def load_pack(root: str | Path) -> Pack:
     """Load the pack in directory ``root`` (``schemas/``, ``workflows/``, ``rules/``,
-    ``templates/email/``, optional ``pack.yaml``). Never raises for bad content."""
+    ``templates/email/``, optional ``pack.yaml`` and ``segments/``). Never raises for bad content."""
     root = Path(root)
     diag = Diagnostics()
     sources: dict[str, str] = {}
@@ -110,6 +112,28 @@ def load_pack(root: str | Path) -> Pack:
         except SyntaxProblem as problem:
             diag.fail(problem.message, problem.loc, problem.hint)
 
+    segments = {}
+    for path in _files(root / "segments", YAML_SUFFIXES):
+        data, _ = yaml_file(path, metaschema.SEGMENT_FILE, "segments")
+        if data is not None:
+            segment = build_segment(data, path.relative_to(root).as_posix(), diag)
+            if segment.name in segments:
+                first = segments[segment.name].loc
+                diag.fail(f"segment {segment.name!r} is defined twice", segment.loc, f"it is also defined in {first}")
+                continue
+            segments[segment.name] = segment
+
+    sla_policies = {}
+    for path in _files(root / "sla", YAML_SUFFIXES):
+        data, _ = yaml_file(path, metaschema.SLA_FILE, "sla-policies")
+        if data is not None:
+            policy = build_policy(data, path.relative_to(root).as_posix(), diag)
+            if policy.name in sla_policies:
+                first = sla_policies[policy.name]
+                diag.fail(f"SLA policy {policy.name!r} is defined twice", policy.loc, f"also in {first.loc}")
+                continue
+            sla_policies[policy.name] = policy
+
     templates = {}
     for path in _files(root / "templates" / "email", (".txt",)):
         text = read(path)
@@ -139,6 +163,8 @@ def load_pack(root: str | Path) -> Pack:
         unloaded_entities=unloaded_entities,
         unloaded_workflows=unloaded_workflows,
         settings_failed=settings_failed,
+        segments=segments,
+        sla_policies=sla_policies,
     )
 
 

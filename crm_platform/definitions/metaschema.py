@@ -129,6 +129,23 @@ WORKFLOW_FILE = {
     },
 }
 
+SEGMENT_FILE = {
+    "type": "object",
+    "required": ["segment", "entity"],
+    "additionalProperties": False,
+    "properties": {
+        "segment": NAME,
+        "label": TEXT,
+        "entity": NAME,
+        "search": TEXT,
+        "filters": {
+            "type": ["object", "null"],
+            "propertyNames": {"type": "string", "pattern": r"^[a-z][a-z0-9_]*(\.(from|to))?$"},
+            "additionalProperties": {"type": ["string", "number", "boolean"]},
+        },
+    },
+}
+
 OPERATIONS = ["create", "read", "update", "delete"]
 
 ROLE = {
@@ -167,8 +184,80 @@ PACK_FILE = {
     },
 }
 
+DURATION = {"type": ["string", "integer"]}  # "4h", "1h30m", "2d": checked by definitions/sla.py
+NAME_OR_NAMES_LIST = {"type": ["string", "array"], "pattern": NAME_PATTERN, "items": NAME}
+DAY_HOURS = {"type": ["string", "array"], "items": TEXT, "minItems": 1}  # "closed" or ["08:00-12:00", ...]
+ESCALATION_STEP = {
+    "type": "object",
+    "required": ["at"],
+    "additionalProperties": False,
+    "properties": {
+        "at": {"type": "integer", "minimum": 1, "maximum": 1000},
+        "notify": TEXT,
+        "reassign": TEXT,
+        "set_priority": NAME,
+        "message": TEXT,
+    },
+}
+
+SLA_FILE = {
+    "type": "object",
+    "required": ["sla", "entity", "targets"],
+    "additionalProperties": False,
+    "properties": {
+        "sla": NAME,
+        "label": TEXT,
+        "entity": NAME,
+        "applies_when": TEXT,
+        "timezone": TEXT,
+        "priority_field": NAME,
+        "state_field": NAME,
+        "business_hours": {
+            "type": ["string", "object"],
+            "additionalProperties": False,
+            "properties": {day: DAY_HOURS for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")},
+        },
+        "holidays": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["date"],
+                "additionalProperties": False,
+                "properties": {"date": {}, "name": TEXT},
+            },
+        },
+        "targets": {
+            "type": "object",
+            "minProperties": 1,
+            "additionalProperties": {
+                "type": "object",
+                "minProperties": 1,
+                "additionalProperties": False,
+                "properties": {"first_response": DURATION, "resolution": DURATION},
+            },
+        },
+        "first_response": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {"leaves": NAME_OR_NAMES_LIST, "field": NAME},
+        },
+        "pause_in": NAME_OR_NAMES_LIST,
+        "resolved_in": NAME_OR_NAMES_LIST,
+        "escalation": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "first_response": {"type": "array", "items": ESCALATION_STEP},
+                "resolution": {"type": "array", "items": ESCALATION_STEP},
+            },
+        },
+    },
+}
+
 _WHAT = {
     "fields": "field",
+    "targets": "target",
+    "holidays": "holiday",
     "forms": "form",
     "states": "state",
     "transitions": "transition",

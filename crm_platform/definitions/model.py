@@ -198,6 +198,8 @@ class Pack:
     unloaded_entities: set[str] = field(default_factory=set)
     unloaded_workflows: set[tuple[str, str | None]] = field(default_factory=set)  # (entity, state field)
     settings_failed: bool = False
+    segments: dict = field(default_factory=dict)  # name -> SegmentDef (``segments/*.yaml``)
+    sla_policies: dict = field(default_factory=dict)  # name -> SlaPolicyDef (``sla/*.yaml``, definitions/sla.py)
 
     def workflow_failed_for(self, entity: str) -> bool:
         """True if a workflow file about ``entity`` failed to load."""

@@ -10,6 +10,7 @@ from flask.cli import with_appcontext
 
 from ..errors import PermissionDenied, ValidationError
 from ..runtime.users import Actor
+from . import contacts
 from . import job as jobs
 from .reader import FileRejected
 
@@ -45,7 +46,11 @@ def _fail(message: str) -> None:
 def import_command(
     entity, file, pairs, match, on_duplicate, no_rules, preview_rows, resume_id, report, as_email, chunk
 ):
-    """Import a CSV or XLSX FILE into ENTITY (or --resume an interrupted import)."""
+    """Import a CSV, XLSX or vCard FILE into ENTITY (or --resume an interrupted import).
+
+    A Google Contacts or Outlook CSV or a vCard file imported into ``contact`` first creates
+    the accounts its company names name and no account has yet, as a job of its own.
+    """
     crm = current_app.extensions["crm"]
     options = jobs.Options(list(match), on_duplicate, not no_rules, chunk)
     try:
@@ -53,34 +58,57 @@ def import_command(
             job = crm.tables.ImportJob.get_or_none(crm.tables.ImportJob.id == resume_id)
             if job is None:
                 _fail(f"there is no import job #{resume_id}")
+        elif entity == "contact" and file is not None and preview_rows is None:
+            started = contacts.start_contacts(
+                crm, file, actor=_actor(crm, as_email), mapping=_mapping(pairs), options=options
+            )
+            for note in started[-1].notes:
+                click.echo(f"note: {note}")
+            if started[-1].format in contacts.FORMATS:
+                click.echo(contacts.describe(started))
+            for job in started[:-1]:  # the accounts, before the contacts linked to them
+                done = _run(crm, job)
+                _summary(done)
+                contacts.discard(done)
+            job = started[-1]
         else:
             if file is None:
                 raise click.UsageError("FILE is required (or --resume JOB_ID)")
             if preview_rows is not None:
-                _print_preview(
-                    jobs.preview(crm, entity, file, mapping=_mapping(pairs), options=options, limit=preview_rows)
-                )
+                given = dict(mapping=_mapping(pairs), options=options, limit=preview_rows)
+                if entity == "contact":  # names the accounts it would create
+                    _print_preview(contacts.preview_contacts(crm, file, **given))
+                else:
+                    _print_preview(jobs.preview(crm, entity, file, **given))
                 return
             job = jobs.start(crm, entity, file, actor=_actor(crm, as_email), mapping=_mapping(pairs), options=options)
             for note in job.notes:
                 click.echo(f"note: {note}")
-        click.echo(f"import job #{job.id}: {job.filename} -> {job.entity}, {job.total_rows} rows")
-        with click.progressbar(length=job.total_rows - job.next_row, label="importing") as bar:
-            job = jobs.run_job(crm, job.id, progress=bar.update)
+        job = _run(crm, job)
     except FileRejected as error:
         _fail(str(error))
     except ValidationError as error:
         _fail("; ".join(f"{k or 'file'}: {', '.join(v)}" for k, v in error.errors.items()))
     except PermissionDenied as error:
         _fail(str(error))
-    click.echo(
-        f"job #{job.id} {job.status}: {job.created} created, {job.updated} updated, "
-        f"{job.skipped} skipped, {job.failed} failed of {job.total_rows} rows"
-    )
+    _summary(job)
     if report is not None:
         with report.open("w", newline="", encoding="utf-8") as out:
             count = jobs.error_report(crm, job.id, out)
         click.echo(f"{count} rows not imported written to {report}")
+
+
+def _run(crm, job):
+    click.echo(f"import job #{job.id}: {job.filename} -> {job.entity}, {job.total_rows} rows")
+    with click.progressbar(length=job.total_rows - job.next_row, label="importing") as bar:
+        return jobs.run_job(crm, job.id, progress=bar.update)
+
+
+def _summary(job) -> None:
+    click.echo(
+        f"job #{job.id} {job.status}: {job.created} created, {job.updated} updated, "
+        f"{job.skipped} skipped, {job.failed} failed of {job.total_rows} rows"
+    )
 
 
 def _actor(crm, email: str | None) -> Actor:

@@ -8,15 +8,18 @@ ONE transaction that also moves the job's ``next_row`` and counters, so after
 a crash (even SIGKILL) the job resumes at ``next_row`` with no row lost or
 written twice. A worker can call ``run_job`` as it is.
 
-Each row goes through ``crm.records.create`` / ``update`` with channel
-``import`` (validation, permissions, audit, and rules unless the job says
-``rules: false``). A row that fails is kept as an ``ImportProblem`` with its
-cells and the reason per field; the other rows are imported.
+The rows of a chunk go through the one write path with channel ``import``
+(validation, permissions, audit, and rules unless the job says ``rules:
+false``): the new ones in one ``crm.records.create_many``, duplicates to update
+through ``crm.records.update``. A row that fails is kept as an
+``ImportProblem`` with its cells and the reason per field; the other rows are
+imported.
 
 Duplicates: a row whose ``match`` fields (all non-empty) equal those of a
 stored record - one imported earlier from the same file included - is skipped,
 updates that record (with the row's non-empty cells), or is created anyway,
-as ``on_duplicate`` says.
+as ``on_duplicate`` says. Text keys match trimmed and whatever their case
+(``Anna@X.com `` is ``anna@x.com``).
 """
 
 from __future__ import annotations
@@ -103,12 +106,15 @@ def preview(crm, entity: str, path: Path, *, mapping: dict | None = None, option
     options = options or Options()
     ce, table, mapped = _prepare(crm, entity, Path(path), mapping, options)
     lookups = rows.Lookups(crm.compiled, crm.tables)
+    index = _KeyIndex(ce, options.match) if options.match else None
+    if index:
+        index.refresh()
     results = []
     for number, cells in table.rows[:limit]:
         data, errors = rows.payload(ce, mapped.columns, cells, lookups)
         if not errors:
             errors = ce.validator.errors(data, partial=False)
-        action = "error" if errors else _action(ce, data, options)
+        action = "error" if errors else _action(data, options, index)
         results.append(RowResult(number, data, errors, action))
     return Preview(mapped.as_json(table.header), mapped.unmapped, table.notes, len(table.rows), results)
 
@@ -200,15 +206,23 @@ class _Importer:
         self.crm, self.ce, self.table, self.columns = crm, ce, table, columns
         self.options, self.actor, self.job = options, actor, job
         self.lookups = rows.Lookups(crm.compiled, crm.tables)
-        self.finder = _Finder(ce, options.match) if options.match else None
+        self.index = _KeyIndex(ce, options.match) if options.match else None
 
     def chunk(self, start: int, end: int) -> None:
         job = self.job
         counts = dict(created=0, updated=0, skipped=0, failed=0)
         with self.crm.tables.database.atomic():
+            pending = []
             for number, cells in self.table.rows[start:end]:
-                outcome = self.row(number, cells)
-                counts[outcome] += 1
+                data, errors = rows.payload(self.ce, self.columns, cells, self.lookups)
+                if errors:
+                    counts[self.problem(number, cells, errors)] += 1
+                else:
+                    pending.append((number, cells, data))
+            if self.index:
+                self.index.refresh()  # inside the chunk's transaction: what is stored now
+            while pending:
+                pending = self.write(pending, counts)
             ImportJob = type(job)
             ImportJob.update(
                 next_row=end,
@@ -222,23 +236,51 @@ class _Importer:
         for name, count in counts.items():
             setattr(job, name, getattr(job, name) + count)
 
-    def row(self, number: int, cells: list) -> str:
-        data, errors = rows.payload(self.ce, self.columns, cells, self.lookups)
-        if errors:
-            return self.problem(number, cells, errors)
+    def write(self, pending: list[tuple], counts: dict) -> list[tuple]:
+        """Write the ``(number, cells, payload)`` rows, in file order, as far as one batch can.
+
+        Duplicates of stored records are skipped or updated now; new rows are created with one
+        ``create_many``. A row repeating the key of a row created in this batch waits (returned):
+        the next call finds the record made from the earlier row, or, if that row failed,
+        creates it.
+        """
         records, entity, rules = self.crm.records, self.ce.name, self.options.rules
+        on_duplicate, index = self.options.on_duplicate, self.index
+        new, later, keys = [], [], set()
+        for number, cells, data in pending:
+            key = index.key(data) if index and on_duplicate != "create" else None
+            existing = index.ids.get(key) if key is not None else None
+            if existing is not None and on_duplicate == "skip":
+                counts["skipped"] += 1
+            elif existing is not None:
+                counts[self.update(number, cells, existing, data)] += 1
+            elif key is not None and key in keys:
+                later.append((number, cells, data))
+            else:
+                if key is not None:
+                    keys.add(key)
+                new.append((number, cells, data, key))
+        created = records.create_many(entity, [data for _, _, data, _ in new], self.actor, "import", rules=rules)
+        for (number, cells, _, key), result in zip(new, created, strict=True):
+            if isinstance(result, ValidationError):
+                counts[self.problem(number, cells, result.errors)] += 1
+            elif isinstance(result, PermissionDenied):
+                counts[self.problem(number, cells, {"": [str(result)]})] += 1
+            else:
+                counts["created"] += 1
+                if index:
+                    index.add(key, result.id)
+        return later
+
+    def update(self, number: int, cells: list, record_id: int, data: dict) -> str:
+        # The match keys found the record: its own spelling of them (Anna@X.com) stays.
+        data = {name: value for name, value in data.items() if name not in self.options.match}
         try:
-            existing = _duplicate(self.ce, data, self.options.match, self.finder)
-            if existing is not None and self.options.on_duplicate == "skip":
-                return "skipped"
-            if existing is not None and self.options.on_duplicate == "update":
-                records.update(entity, existing, data, self.actor, "import", rules=rules)
-                return "updated"
-            records.create(entity, data, self.actor, "import", rules=rules)
-            return "created"
+            self.crm.records.update(self.ce.name, record_id, data, self.actor, "import", rules=self.options.rules)
+            return "updated"
         except ValidationError as error:
             return self.problem(number, cells, error.errors)
-        except PermissionDenied as error:
+        except (PermissionDenied, NotFound) as error:  # NotFound: deleted by someone during the import
             return self.problem(number, cells, {"": [str(error)]})
 
     def problem(self, number: int, cells: list, errors: dict) -> str:
@@ -253,44 +295,77 @@ def _text(cell) -> str:
     return "" if cell is None else str(v.to_json(cell))
 
 
-def _action(ce, data: dict, options: Options) -> str:
-    existing = _duplicate(ce, data, options.match)
-    if existing is None or options.on_duplicate == "create":
+def _action(data: dict, options: Options, index: _KeyIndex | None) -> str:
+    key = index.key(data) if index else None
+    if key is None or key not in index.ids or options.on_duplicate == "create":
         return "create"
     return options.on_duplicate
 
 
-def _duplicate(ce, data: dict, keys: list[str], finder: _Finder | None = None) -> int | None:
-    """The id of a stored record whose ``keys`` equal the row's, if all of them are filled."""
-    if not keys or any(data.get(key) in (None, "", []) for key in keys):
-        return None
-    return (finder or _Finder(ce, keys)).find(data)
+class _KeyIndex:
+    """Match keys of the stored records -> the first record's id, for one run of a job.
 
-
-class _Finder:
-    """Looks a row's match keys up with one prepared query (built by peewee once, not per row)."""
+    Loaded with one query, then kept current with one query per chunk for the records
+    added since (by this job or anyone else), and with the records the job creates.
+    Text keys are trimmed and case-folded on both sides. (A ``LOWER(TRIM(email)) IN
+    (...)`` query per chunk can use no index: 16 ms per chunk at 100,000 stored leads,
+    growing with the table.)
+    """
 
     def __init__(self, ce, keys: list[str]):
         self.ce = ce
         self.fields = [ce.definition.fields[key] for key in keys]
-        model = ce.model
-        query = model.select(model.id)
-        for fd in self.fields:
-            query = query.where(getattr(model, v.storage_name(fd)) == _PLACEHOLDER)
-        self.sql, _ = query.order_by(model.id).sql()  # the first row is read: no LIMIT parameter
+        self.text = tuple(fd.type in rows.TEXT_KINDS for fd in self.fields)
+        self.ids: dict[tuple, int] = {}
+        self.last_id = 0
 
-    def find(self, data: dict) -> int | None:
-        params = [_db_value(self.ce, fd, data[fd.name]) for fd in self.fields]
-        row = self.ce.model._meta.database.execute_sql(self.sql, params).fetchone()
-        return row[0] if row else None
+    def refresh(self) -> None:
+        """Add the records stored since the last look."""
+        model = self.ce.model
+        columns = [getattr(model, v.storage_name(fd)) for fd in self.fields]
+        query = model.select(model.id, *columns).where(model.id > self.last_id).order_by(model.id)
+        ids, text = self.ids, self.text
+        # Raw rows: a text column needs no conversion, the others get their field's python_value.
+        convert = [None if is_text else column.python_value for column, is_text in zip(columns, text, strict=True)]
+        for record_id, *values in model._meta.database.execute_sql(*query.sql()):
+            values = [x if f is None or x is None else f(x) for f, x in zip(convert, values, strict=True)]
+            key = _normal(values, text)
+            if key is not None and key not in ids:
+                ids[key] = record_id
+            self.last_id = record_id
+
+    def add(self, key: tuple | None, record_id: int) -> None:
+        """A record this job just created (on SQLite the chunk's transaction holds the write lock,
+        so every id up to this one is known)."""
+        if key is not None and key not in self.ids:
+            self.ids[key] = record_id
+        self.last_id = max(self.last_id, record_id)  # the next refresh reads only what others add
+
+    def key(self, data: dict) -> tuple | None:
+        """The row's key (a payload in JSON form), or None if one of its fields is empty."""
+        values = []
+        for fd, is_text in zip(self.fields, self.text, strict=True):
+            value = data.get(fd.name)
+            if value is None:
+                return None
+            values.append(value if is_text else v.from_json(fd, value))  # as stored: a date, not its text
+        return _normal(values, self.text)
 
 
-_PLACEHOLDER = object()
-
-
-def _db_value(ce, fd, value):
-    """A JSON value as the column stores it (what peewee's field would bind)."""
-    return getattr(ce.model, v.storage_name(fd)).db_value(v.from_json(fd, value))
+def _normal(values: list, text: tuple[bool, ...]) -> tuple | None:
+    """A key to compare: text trimmed (and case-folded for text fields); None if a value is empty."""
+    key = []
+    for value, fold in zip(values, text, strict=True):
+        if type(value) is str:
+            value = value.strip().casefold() if fold else value.strip()
+            if not value:
+                return None
+        elif value is None or value == []:
+            return None
+        elif type(value) is list:
+            value = tuple(value)
+        key.append(value)
+    return tuple(key)
 
 
 def error_report(crm, job_id: int, out: TextIO) -> int:

@@ -5,7 +5,9 @@ underscores and hyphens (``First name``, ``first_name``, ``FIRSTNAME``); a
 trailing ``(UTC)`` (the XLSX export's datetime headers) is ignored too.
 ``<Label> currency`` or ``<name>_currency`` is the money field's currency.
 A mapping passed in (column -> field) wins over the automatic match, and
-``""`` as the field leaves a column out.
+``""`` as the field leaves a column out. A converted contacts file (vCard, Google,
+Outlook; see ``contacts.py``) comes with a preset for the columns no field's name or
+label matches (a contact's ``Company`` -> its account link), under what is passed in.
 
 Stage fields (they move only through their workflow) and computed fields
 are never targets: such columns are reported as unmapped with the reason.
@@ -67,9 +69,13 @@ def match(ce: CompiledEntity, header: list[str], given: dict[str, str] | None = 
     if a given target is unknown, two columns fill one field, no column matches any field,
     or a required field without a default has no column. Nothing has been written then.
     """
-    given = dict(given or {})
     found, excluded = targets(ce)
     valid_targets = set(found.values())
+    from .contacts import preset  # here: contacts imports job, which imports this module
+
+    # The preset fills in only where no field has the column's name or label (a lead's Company is its own field).
+    presets = {c: t for c, t in preset(header).items() if t in valid_targets and normal(c) not in found}
+    given = presets | dict(given or {})
     columns, unmapped, errors = {}, {}, {}
     for column in given:
         if column not in header:

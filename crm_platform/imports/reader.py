@@ -45,24 +45,34 @@ class Table:
     format: str
     encoding: str | None = None
     notes: list[str] = field(default_factory=list)
+    # Records the reader could not read at all (a broken vCard): (row number, cells, reason).
+    rejected: list[tuple[int, list, str]] = field(default_factory=list)
 
 
 def format_of(path: Path) -> str:
-    """``csv`` or ``xlsx`` by the file name; raises ``FileRejected`` for anything else."""
+    """``csv``, ``xlsx`` or ``vcard`` by the file name; raises ``FileRejected`` for anything else."""
     suffix = path.suffix.lower().lstrip(".")
     if suffix in ("csv", "txt"):
         return "csv"
     if suffix in ("xlsx", "xlsm"):
         return "xlsx"
-    raise FileRejected(f"{path.name}: cannot import .{suffix} files; use CSV or XLSX")
+    if suffix in ("vcf", "vcard"):
+        return "vcard"
+    raise FileRejected(f"{path.name}: cannot import .{suffix} files; use CSV, XLSX or vCard (.vcf)")
 
 
 def read_table(path: Path) -> Table:
-    """The header and rows of the CSV or XLSX file at ``path``.
+    """The header and rows of the CSV, XLSX or vCard file at ``path``.
+
+    A vCard file (by its name, or a text file that starts with ``BEGIN:VCARD``) and a
+    Google Contacts or Outlook CSV export are converted to contact columns (``contacts.py``);
+    ``Table.format`` is then ``vcard``, ``google`` or ``outlook``.
 
     Raises ``FileRejected`` for a missing, empty or binary file, one without a header,
-    or an XLSX file that is not a workbook.
+    an XLSX file that is not a workbook, or a vCard file without a card.
     """
+    from . import contacts  # here: contacts imports this module
+
     path = Path(path)
     kind = format_of(path)
     try:
@@ -71,7 +81,14 @@ def read_table(path: Path) -> Table:
         raise FileRejected(f"{path.name}: cannot be read ({error.strerror})") from None
     if not data:
         raise FileRejected(f"{path.name}: the file is empty (0 bytes)")
-    table = read_csv(data, path.name) if kind == "csv" else read_xlsx(data, path.name)
+    if kind == "csv" and contacts.is_vcard(data):
+        kind = "vcard"
+    if kind == "vcard":
+        table = contacts.read_vcard(data, path.name)
+    elif kind == "csv":
+        table = contacts.convert_csv(read_csv(data, path.name), path.name)
+    else:
+        table = read_xlsx(data, path.name)
     header = [str(cell).strip() if cell is not None else "" for cell in table.header]
     if not any(header):
         raise FileRejected(f"{path.name}: the first row is empty; it must name the columns")

@@ -20,6 +20,7 @@ from ..compiler.compiled import CompiledApp, CompiledEntity
 from ..runtime import values as v
 
 FORMULA_STARTS = "=+-@\t\r"
+TEXT_KINDS = frozenset({"string", "text", "email", "phone", "url"})
 TRUE = {"yes", "y", "true", "1", "ja", "x", "on"}
 FALSE = {"no", "n", "false", "0", "nein", "off"}
 
@@ -68,13 +69,18 @@ def payload(ce: CompiledEntity, columns: dict[int, str], cells: list, lookups: L
     fields = ce.definition.fields
     for index, target in columns.items():
         cell = cells[index] if index < len(cells) else None
-        if isinstance(cell, str):
-            cell = unneutralise(cell.strip())
+        if type(cell) is str:
+            cell = cell.strip()
+            if cell[:1] == "'":
+                cell = unneutralise(cell)
         if cell is None or cell == "":
             continue
         fd = fields.get(target)
         if fd is None:  # a money field's currency
             data[target] = str(cell).strip().upper()
+            continue
+        if type(cell) is str and fd.type in TEXT_KINDS:  # most cells: the text as it is (value() does the same)
+            data[target] = cell
             continue
         try:
             data[target] = value(fd, cell, lookups)
@@ -86,6 +92,8 @@ def payload(ce: CompiledEntity, columns: dict[int, str], cells: list, lookups: L
 def value(fd, cell, lookups: Lookups):
     """One cell as the JSON value of field ``fd``; raises ``ValueError`` with the reason."""
     kind = fd.type
+    if type(cell) is str and kind in TEXT_KINDS:  # most cells: the text as it is (stripped by payload)
+        return cell
     if kind in ("integer",):
         return _integer(cell)
     if kind in v.DECIMAL_TYPES:

@@ -23,13 +23,19 @@ class Change:
     """A saved change of one record, as the rules see it."""
 
     entity: str
-    operation: str  # create, update, transition, delete
+    operation: str  # create, update, transition, delete, email_received
     record: object  # the model instance after the change (before it, for a delete)
-    audit_id: int
+    audit_id: int | None  # None for an event that changed no field (an email received)
     changes: dict[str, tuple] = field(default_factory=dict)  # field -> (old, new), stored form
     state_fields: tuple[str, ...] = ()
     form: str | None = None  # the public form a create came through
     depth: int = 0  # rule-triggered changes that led to this one
+    event_key: str | None = None  # prefix of the actions' keys when there is no audit row ("mail-7")
+
+    @property
+    def key(self) -> str:
+        """What makes the keys of the actions this change plans unique (with rule and path)."""
+        return self.event_key or str(self.audit_id)
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,8 @@ def event_keys(change: Change) -> list[tuple[str, str | None]]:
         return keys
     if change.operation == "delete":
         return [("deleted", None)]
+    if change.operation == "email_received":
+        return [("email", None)]
     keys = [("updated", None)]
     for name in change.changes:
         keys.append(("changed", name))

@@ -46,11 +46,21 @@ class OutboxSettings:
 class Outbox:
     """Plans, hands over, claims and settles action rows."""
 
-    def __init__(self, tables: SystemTables, clock, enqueue: Callable, settings: OutboxSettings):
+    def __init__(
+        self,
+        tables: SystemTables,
+        clock,
+        enqueue: Callable,
+        settings: OutboxSettings,
+        follow_ups: Callable | None = None,
+    ):
         self.tables = tables
         self.clock = clock
         self.enqueue = enqueue  # enqueue(kind, outbox_id, eta) -> None
         self.settings = settings
+        # follow_ups(key=, entity=, record_id=, rule=, path=, delay=, payload=): a follow-up
+        # becomes a timer (runtime/timers.py) instead of a row the queue keeps until its time.
+        self.follow_ups = follow_ups
         self._insert = PreparedInsert(
             tables.Outbox,
             ("key", "kind", "entity", "record_id", "rule", "path", "definition_version", "payload", "depth", "after",
@@ -72,10 +82,22 @@ class Outbox:
         ids, ready, previous = [], [], None
         for item in planned:
             node = item.action.node
+            if isinstance(node, n.FollowUp) and self.follow_ups is not None:
+                self.follow_ups(
+                    key=f"{change.key}/{item.rule.name}/{item.path}",
+                    entity=change.entity,
+                    record_id=change.record.id,
+                    rule=item.rule.name,
+                    path=item.path,
+                    delay=_delay(node.delay),
+                    payload={**payload, "reason": item.reason, "definition_version": definition_version,
+                             "depth": change.depth + 1},
+                )  # fmt: skip
+                continue
             due_at = now + _delay(node.delay) if isinstance(node, n.FollowUp) else None
             after = previous if item.chained else None
             row_id = self._insert(
-                key=f"{change.audit_id}/{item.rule.name}/{item.path}",
+                key=f"{change.key}/{item.rule.name}/{item.path}",
                 kind=kind_of(node),
                 entity=change.entity,
                 record_id=change.record.id,
@@ -108,6 +130,18 @@ class Outbox:
         ids, previous = [], None
         ready = []
         for index, action in enumerate(actions, start=1):
+            if isinstance(action.node, n.FollowUp) and self.follow_ups is not None:
+                # The sequence's next step: a timer relative to now; it waits for nothing planned here.
+                self.follow_ups(
+                    key=f"{parent.key}.{index}",
+                    entity=parent.entity,
+                    record_id=parent.record_id,
+                    rule=parent.rule,
+                    path=f"{parent.path}.{index}",
+                    delay=_delay(action.node.delay),
+                    payload={**parent.payload, "definition_version": definition_version, "depth": parent.depth},
+                )
+                continue
             row_id = Outbox.insert(
                 key=f"{parent.key}.{index}",
                 kind=kind_of(action.node),

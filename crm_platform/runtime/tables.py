@@ -12,15 +12,23 @@ from dataclasses import dataclass
 
 import peewee as pw
 
+# json.dumps with options builds a new encoder per call; this one is made once (it keeps no state).
+_encode_json = json.JSONEncoder(default=str, sort_keys=True).encode
+
 
 class JSONField(pw.TextField):
     """Any JSON value, stored as text on every database."""
 
     def db_value(self, value):
-        return None if value is None else json.dumps(value, default=str, sort_keys=True)
+        return None if value is None else _encode_json(value)
 
     def python_value(self, value):
         return None if value is None else json.loads(value)
+
+
+# Field classes (exactly these, not subclasses such as JSONField) whose db_value returns a
+# value of this type unchanged.
+_BOUND_AS_IS = {pw.CharField: str, pw.TextField: str, pw.IntegerField: int, pw.BigIntegerField: int}
 
 
 class PreparedInsert:
@@ -28,7 +36,8 @@ class PreparedInsert:
 
     The audit and outbox rows are written on every change; building their SQL
     anew each time was a third of the write path (bench/write_path.py). Values
-    still go through each field's ``db_value`` and are passed as parameters.
+    still go through each field's ``db_value`` (``_params`` skips the calls that
+    would return the value unchanged) and are passed as parameters.
     """
 
     def __init__(self, model: type[pw.Model], columns: tuple[str, ...]):
@@ -40,12 +49,65 @@ class PreparedInsert:
             raise RuntimeError(f"unexpected column order in {self.sql}")
         self.returning = " RETURNING " in self.sql.upper()
         self.database = model._meta.database
+        self._names = [field.name for field in self.fields]
+        self._as_is = [(i, field, _BOUND_AS_IS.get(type(field))) for i, field in enumerate(self.fields)]
+
+    def _params(self, values: dict) -> list:
+        params = list(map(values.get, self._names))
+        # None is NULL for every field, and a str for a CharField is bound as it is: no call for those.
+        for i, field, kind in self._as_is:
+            x = params[i]
+            if x is not None and type(x) is not kind:
+                params[i] = field.db_value(x)
+        return params
 
     def __call__(self, **values) -> int:
         """Insert one row; returns its id."""
         params = [field.db_value(values.get(field.name)) for field in self.fields]
         cursor = self.database.execute_sql(self.sql, params)
         return cursor.fetchone()[0] if self.returning else cursor.lastrowid
+
+    def each(self, rows: list[dict]) -> list[int]:
+        """Insert ``rows`` one statement each on one cursor (inside the caller's transaction); their ids.
+
+        One statement per row, so each id is the database's own answer for its row.
+        """
+        sql, returning = self.sql, self.returning
+        cursor = self.database.cursor()
+        ids = []
+        with pw.__exception_wrapper__:  # the driver's errors as peewee's (IntegrityError), as execute_sql does
+            for values in rows:
+                cursor.execute(sql, self._params(values))
+                ids.append(cursor.fetchone()[0] if returning else cursor.lastrowid)
+        return ids
+
+    def all(self, rows: list[dict], common: dict | None = None) -> None:
+        """Insert ``rows`` with multi-row statements (no ids; the audit of a batch).
+
+        ``common`` holds the values every row has (converted once, not per row).
+        """
+        # 999 parameters per statement: the limit of SQLite before 3.32.
+        per_statement = max(1, 999 // len(self.fields))
+        head, _, group = self.sql.partition(" VALUES ")
+        group = group.split(" RETURNING ")[0]
+        if common:
+            shared = self._params(common)
+            own = [(i, field, kind) for i, field, kind in self._as_is if field.name not in common]
+            rows = [_row_params(shared, own, values) for values in rows]
+        else:
+            rows = [self._params(values) for values in rows]
+        for start in range(0, len(rows), per_statement):
+            part = rows[start : start + per_statement]
+            params = [param for values in part for param in values]
+            self.database.execute_sql(f"{head} VALUES {', '.join([group] * len(part))}", params)
+
+
+def _row_params(shared: list, own: list, values: dict) -> list:
+    params = shared.copy()
+    for i, field, kind in own:
+        x = values.get(field.name)
+        params[i] = x if x is None or type(x) is kind else field.db_value(x)
+    return params
 
 
 @dataclass
@@ -69,13 +131,21 @@ class SystemTables:
     ImportJob: type[pw.Model]
     ImportProblem: type[pw.Model]
     InboundMail: type[pw.Model]
+    Timer: type[pw.Model]
+    WebhookSubscription: type[pw.Model]
+    WebhookDelivery: type[pw.Model]
+    CampaignRun: type[pw.Model]
+    CampaignSend: type[pw.Model]
+    SlaEscalation: type[pw.Model]
 
     @property
     def models(self) -> list[type[pw.Model]]:
         return [
             self.User, self.TeamMember, self.UserRole, self.RoundRobin, self.DefinitionVersion,
             self.Audit, self.Outbox, self.Timeline, self.Mail, self.Notification, self.SavedView, self.ApiToken,
-            self.CalendarFeed, self.ImportJob, self.ImportProblem, self.InboundMail,
+            self.CalendarFeed, self.ImportJob, self.ImportProblem, self.InboundMail, self.Timer,
+            self.WebhookSubscription, self.WebhookDelivery,
+            self.CampaignRun, self.CampaignSend, self.SlaEscalation,
         ]  # fmt: skip
 
     def create_tables(self) -> None:
@@ -292,6 +362,9 @@ def system_tables(database: pw.Database) -> SystemTables:
         error = pw.TextField(null=True)
         created_at = pw.DateTimeField()
         finished_at = pw.DateTimeField(null=True)
+        # Set when a worker claims the job and after each chunk: a running job whose
+        # heartbeat is old lost its worker, and the sweep queues it again.
+        heartbeat_at = pw.DateTimeField(null=True)
 
         class Meta:
             table_name = "crm_import_job"
@@ -322,13 +395,149 @@ def system_tables(database: pw.Database) -> SystemTables:
         headers = JSONField(null=True)
         entity = pw.CharField(max_length=64, null=True)  # null: matched to no record
         record_id = pw.IntegerField(null=True)
+        matched_by = pw.CharField(max_length=16, null=True)  # thread, tag or address (runtime/inbound.py)
+        automatic = pw.BooleanField(default=False)  # an auto-reply (out of office): fires nothing, stops nothing
         received_at = pw.DateTimeField()
 
         class Meta:
             table_name = "crm_inbound_mail"
             indexes = ((("entity", "record_id", "received_at"), False),)
 
+    class WebhookSubscription(Base):
+        """An outside system told of changes to one entity's records (see runtime/subscriptions.py)."""
+
+        name = pw.CharField(max_length=120)
+        entity = pw.CharField(max_length=64, index=True)
+        events = JSONField()  # some of: created, updated, deleted, stage_changed
+        url = pw.CharField(max_length=2000)
+        secret = pw.CharField(max_length=128)  # the HMAC key: kept as is, the signature needs it
+        active = pw.BooleanField(default=True)
+        created_at = pw.DateTimeField()
+        created_by = pw.IntegerField(null=True)  # user id
+
+        class Meta:
+            table_name = "crm_webhook_subscription"
+
+    class WebhookDelivery(Base):
+        """One attempt to deliver one event to one subscription: the delivery log."""
+
+        subscription = pw.ForeignKeyField(WebhookSubscription, backref="deliveries", on_delete="CASCADE")
+        outbox_id = pw.IntegerField(null=True, index=True)  # null for a test event
+        event_id = pw.CharField(max_length=64)  # X-CRM-Delivery, the same on every attempt
+        event = pw.CharField(max_length=32)
+        entity = pw.CharField(max_length=64)
+        record_id = pw.IntegerField(null=True)
+        attempt = pw.IntegerField()
+        status = pw.CharField(max_length=16, index=True)  # delivered, failed
+        http_status = pw.IntegerField(null=True)
+        response = pw.TextField(null=True)  # the start of the receiver's answer
+        error = pw.TextField(null=True)
+        duration_ms = pw.IntegerField()
+        at = pw.DateTimeField()
+
+        class Meta:
+            table_name = "crm_webhook_delivery"
+            indexes = ((("subscription", "at"), False),)
+
+    class Timer(Base):
+        """Something due at a time: a follow-up step, a time-triggered rule's next run, ...
+
+        Stored, not only in the queue's schedule, so that it survives restarts,
+        crashes and definition reloads (see ``runtime/timers.py``).
+        """
+
+        key = pw.CharField(max_length=255, unique=True)  # idempotency key of the scheduling
+        kind = pw.CharField(max_length=32)  # follow_up, every, date, ...
+        entity = pw.CharField(max_length=64, null=True)
+        record_id = pw.IntegerField(null=True)  # null: a rule-wide timer
+        rule = pw.CharField(max_length=200, null=True)
+        step = pw.CharField(max_length=64, null=True)  # the action path in the rule, e.g. "2" or "2.2"
+        due_at = pw.DateTimeField(index=True)
+        status = pw.CharField(max_length=16, index=True)  # pending running fired cancelled skipped failed
+        attempts = pw.IntegerField(default=0)  # failed firings so far (each rolled back)
+        lease_until = pw.DateTimeField(null=True)  # a running rule-wide firing may be taken over after this
+        payload = JSONField(null=True)
+        created_at = pw.DateTimeField()
+        fired_at = pw.DateTimeField(null=True)
+        note = pw.TextField(null=True)  # what firing did, or why it was cancelled
+
+        class Meta:
+            table_name = "crm_timer"
+            indexes = ((("status", "due_at"), False), (("entity", "record_id"), False))
+
+    class CampaignRun(Base):
+        """One run of a campaign's email step over a segment (see ``campaigns/runs.py``)."""
+
+        campaign_id = pw.IntegerField(index=True)  # a record of the ``campaign`` entity
+        segment = pw.CharField(max_length=120)  # "yaml:NAME" or "view:ID"
+        segment_label = pw.CharField(max_length=200)
+        entity = pw.CharField(max_length=64)  # contact or lead
+        template = pw.CharField(max_length=120)
+        step = pw.IntegerField(default=1)
+        status = pw.CharField(max_length=16, index=True)  # scheduled queued running paused stopped done
+        members = JSONField(null=True)  # the member ids, snapshot when the run starts
+        cursor = pw.IntegerField(default=0)  # members before this index are settled
+        total = pw.IntegerField(default=0)
+        processed = pw.IntegerField(default=0)
+        sent = pw.IntegerField(default=0)
+        skipped_unsubscribed = pw.IntegerField(default=0)
+        skipped_duplicate = pw.IntegerField(default=0)
+        skipped_invalid = pw.IntegerField(default=0)
+        failed = pw.IntegerField(default=0)
+        lease_token = pw.CharField(max_length=32, null=True)  # the worker processing it now
+        lease_until = pw.DateTimeField(null=True)  # ... until then; later, the sweep queues it again
+        created_by = pw.IntegerField(null=True)
+        created_at = pw.DateTimeField()
+        scheduled_at = pw.DateTimeField(null=True, index=True)
+        started_at = pw.DateTimeField(null=True)
+        finished_at = pw.DateTimeField(null=True)
+        error = pw.TextField(null=True)
+
+        class Meta:
+            table_name = "crm_campaign_run"
+
+    class CampaignSend(Base):
+        """The idempotency record of one campaign email: one per (campaign, step, member)."""
+
+        campaign_id = pw.IntegerField()
+        step = pw.IntegerField()
+        entity = pw.CharField(max_length=64)
+        member_id = pw.IntegerField()
+        run_id = pw.IntegerField(index=True)  # the run that settled it last
+        address = pw.CharField(max_length=254, null=True)  # lower-cased
+        # sending, sent, failed, skipped_unsubscribed, skipped_duplicate, skipped_invalid
+        status = pw.CharField(max_length=24)
+        message_id = pw.CharField(max_length=255, null=True)
+        error = pw.TextField(null=True)
+        at = pw.DateTimeField()
+
+        class Meta:
+            table_name = "crm_campaign_send"
+            indexes = (
+                (("campaign_id", "step", "entity", "member_id"), True),
+                (("campaign_id", "step", "address"), False),
+            )
+
+    class SlaEscalation(Base):
+        """A step of an SLA escalation chain that has fired: one row per record, policy, target and step,
+        written in the step's transaction, so each step fires once however many workers scan."""
+
+        entity = pw.CharField(max_length=64)
+        record_id = pw.IntegerField()
+        policy = pw.CharField(max_length=64)
+        target = pw.CharField(max_length=16)  # first_response, resolution
+        step = pw.IntegerField()  # position in the chain, from 0
+        percent = pw.IntegerField()
+        due_at = pw.DateTimeField()  # the target's due time when the step fired
+        fired_at = pw.DateTimeField()
+        summary = pw.TextField()
+
+        class Meta:
+            table_name = "crm_sla_escalation"
+            indexes = ((("entity", "record_id", "policy", "target", "step"), True),)
+
     return SystemTables(
         database, User, TeamMember, UserRole, RoundRobin, DefinitionVersion, Audit, Outbox, Timeline, Mail,
-        Notification, SavedView, ApiToken, CalendarFeed, ImportJob, ImportProblem, InboundMail,
+        Notification, SavedView, ApiToken, CalendarFeed, ImportJob, ImportProblem, InboundMail, Timer,
+        WebhookSubscription, WebhookDelivery, CampaignRun, CampaignSend, SlaEscalation,
     )  # fmt: skip

@@ -180,6 +180,20 @@ class Directory:
         TeamMember = self.tables.TeamMember
         TeamMember.update(lead=True).where((TeamMember.user == user_id) & (TeamMember.team == team)).execute()
 
+    def team_lead(self, team: str) -> int | None:
+        """The id of the team's lead (the first by id if several), if active; else None.
+
+        A lead who is away still counts: an escalation goes to them anyway."""
+        User, TeamMember = self.tables.User, self.tables.TeamMember
+        query = (
+            User.select(User.id)
+            .join(TeamMember)
+            .where((TeamMember.team == team) & (TeamMember.lead == True) & (User.active == True))  # noqa: E712
+            .order_by(User.id)
+        )
+        lead = query.first()
+        return lead.id if lead else None
+
     def check_password(self, email: str, password: str) -> int | None:
         """The id of the active user with this email and password, else None."""
         User = self.tables.User

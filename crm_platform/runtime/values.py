@@ -13,10 +13,14 @@ from decimal import Decimal
 from ..definitions.model import EntityDef, FieldDef
 
 DECIMAL_TYPES = ("decimal", "money", "percent")
+# The types whose JSON value from_json changes; it returns the others as they are.
+CONVERTED_TYPES = frozenset({*DECIMAL_TYPES, "date", "datetime", "multi_choice", "tags"})
 
 
 def to_json(value):
     """A Python value (date, Decimal, a linked record, ...) as the schema expects it."""
+    if type(value) in _AS_IS:  # most values: one look-up instead of five checks (bench/import.py)
+        return value
     if isinstance(value, dt.datetime):
         return value.isoformat()
     if isinstance(value, dt.date):
@@ -32,9 +36,12 @@ def to_json(value):
     return value
 
 
+_AS_IS = frozenset({str, int, float, bool, type(None), list, dict})
+
+
 def payload_to_json(payload: dict) -> dict:
     """Every value of ``payload`` in its JSON form."""
-    return {name: to_json(value) for name, value in payload.items()}
+    return {name: value if type(value) in _AS_IS else to_json(value) for name, value in payload.items()}
 
 
 def from_json(field: FieldDef, value):

@@ -13,10 +13,12 @@ from ..errors import NotFound, PermissionDenied
 from . import (
     auth,
     boards,
+    campaigns,
     console,
     dashboards,
     home,
     ical,
+    imports,
     public,
     record_page,  # noqa: F401 - adds its route to the records blueprint
     records,
@@ -27,7 +29,7 @@ from .extensions import csrf, init_limits, login_manager
 from .formats import register_filters
 
 # Endpoints anyone may open; every other page needs a signed-in user.
-PUBLIC_ENDPOINTS = {"static", "auth.login", "home.health", "ical.feed"}
+PUBLIC_ENDPOINTS = {"static", "auth.login", "home.health", "ical.feed", "inbound.receive", "unsubscribe.confirm"}
 
 
 def init_web(app: Flask) -> None:
@@ -37,6 +39,9 @@ def init_web(app: Flask) -> None:
     register_filters(app)
     for blueprint in (home.bp, auth.bp, records.bp, views.bp, boards.bp, dashboards.bp, public.bp, ical.bp):
         app.register_blueprint(blueprint)
+    app.register_blueprint(imports.bp)  # the import wizard
+    app.register_blueprint(campaigns.bp)  # campaign runs
+    app.register_blueprint(campaigns.public)  # unsubscribe links (public)
     init_api(app, csrf)  # the REST API (token auth, exempt from CSRF), /account/tokens, `flask api-token`
     # Flask-Limiter keeps only a weak reference to itself on the app.
     app.extensions["crm_limiter"] = init_limits(app)

@@ -204,7 +204,7 @@ def at_risk(who) -> list[dict]:
             continue
         owner, team = ce.definition.owner_field, ce.definition.team_field
         for machine in ce.workflows.values():
-            states = list(reports.sla_states(machine))
+            states = reports.sla_tracked_states(crm(), ce, machine)
             if not states or owner is None:
                 continue
             mine = getattr(ce.model, owner.name) == who.user_id
@@ -216,7 +216,7 @@ def at_risk(who) -> list[dict]:
             statuses = reports.sla_status(crm(), ce, machine, records, now)
             for record in records:
                 status = statuses.get(record.id)
-                if status is not None and status.bucket != reports.WITHIN:
+                if status is not None and status.bucket in (reports.AT_RISK, reports.BREACHED):
                     items.append({"entity": ce, "record": record, "title": ce.title_of(record), "status": status,
                                   "stage": machine.states[status.state].label})  # fmt: skip
     items.sort(key=lambda item: item["status"].due_at)

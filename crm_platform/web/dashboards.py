@@ -15,6 +15,7 @@ from babel.dates import format_date
 from flask import Blueprint, render_template, url_for
 from markupsafe import Markup
 
+from ..runtime import sla
 from . import reports
 from .auth import actor
 from .charts import Series, bar_chart, column_chart
@@ -24,7 +25,7 @@ from .state import crm, formats
 bp = Blueprint("dashboards", __name__, url_prefix="/dashboards")
 
 GOOD, WARN, BAD = "#1e7b34", "#c9a227", "#b42318"
-SLA_COLORS = {reports.WITHIN: GOOD, reports.AT_RISK: WARN, reports.BREACHED: BAD}
+SLA_COLORS = {reports.WITHIN: GOOD, reports.AT_RISK: WARN, reports.BREACHED: BAD, reports.PAUSED: "#6b7280"}
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,8 @@ def source_panel(conversion: reports.SourceConversion, f: Formats) -> Panel:
 def sla_panel(overview: reports.SlaOverview, f: Formats) -> Panel:
     """Open records per SLA state, stacked by within / at risk / breached."""
     title = f"{overview.label}: SLA status"
+    if overview.policies:  # targets per priority in business time: no hours per stage
+        return _policy_sla_panel(overview, f, title)
     labels = [f"{s.label} ({f.number(s.sla_hours)} h)" for s in overview.states]
     series = [
         Series(label, [s.counts[bucket] for s in overview.states], SLA_COLORS[bucket])
@@ -161,6 +164,28 @@ def sla_panel(overview: reports.SlaOverview, f: Formats) -> Panel:
         f"at risk from {f.number(int(reports.AT_RISK_FROM * 100))} %, breached past 100 %."
     )
     columns = ["Stage", "SLA (hours)", *reports.SLA_LABELS.values(), "Total"]
+    return Panel(title, note, chart, columns, rows, _list_link(overview.entity))
+
+
+def _policy_sla_panel(overview: reports.SlaOverview, f: Formats, title: str) -> Panel:
+    """Open records per stage by where they stand against their SLA policy."""
+    buckets = overview.buckets
+    labels = [s.label for s in overview.states]
+    series = [
+        Series(label, [s.counts[bucket] for s in overview.states], SLA_COLORS[bucket])
+        for bucket, label in buckets.items()
+    ]
+    chart = bar_chart(title, labels, series, value_format=f.number, stacked=True)
+    rows = [[s.label, *[f.number(s.counts[b]) for b in buckets], f.number(s.total)] for s in overview.states]
+    rows.append(
+        ["Total", *[f.number(overview.count(b)) for b in buckets], f.number(sum(s.total for s in overview.states))]
+    )
+    plural = _plural(overview.entity).lower()
+    note = (
+        f"Open {plural} against {', '.join(overview.policies)} (business hours; paused while waiting on the "
+        f"customer): at risk from {f.number(sla.AT_RISK_PERCENT)} % of the running target, breached past 100 %."
+    )
+    columns = ["Stage", *buckets.values(), "Total"]
     return Panel(title, note, chart, columns, rows, _list_link(overview.entity))
 
 

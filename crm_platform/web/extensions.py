@@ -21,7 +21,11 @@ login_manager.login_message = "Please sign in to open this page."
 login_manager.session_protection = "strong"
 
 # Endpoints whose POSTs are limited per client address, and the config key of each limit.
-RATE_LIMITED = {"public.submit": "FORM_RATE_LIMIT", "auth.login": "LOGIN_RATE_LIMIT"}
+RATE_LIMITED = {
+    "public.submit": "FORM_RATE_LIMIT",
+    "auth.login": "LOGIN_RATE_LIMIT",
+    "inbound.receive": "INBOUND_EMAIL_RATE_LIMIT",
+}
 
 
 def init_limits(app: Flask) -> Limiter:

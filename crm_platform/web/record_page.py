@@ -14,8 +14,10 @@ from markupsafe import Markup
 
 from ..compiler.compiled import CompiledEntity
 from ..errors import PermissionDenied
+from ..runtime import sla
 from ..runtime import values as v
 from ..runtime.history import Entry
+from ..runtime.timers import describe
 from ..store import read_snapshot
 from . import present
 from .auth import actor
@@ -50,10 +52,13 @@ def _record_page(ce: CompiledEntity, record_id: int):
         title=ce.title_of(record),
         sections=sections,
         stages=stage_paths(ce, record),
+        sla=sla.sla_of(crm(), ce, [record], crm().clock.utcnow()).get(record.id),
         related=related_lists(ce, record),
         timeline=timeline(ce, record),
         can_update=_may(permissions, who, entity, "update", record),
         can_delete=_may(permissions, who, entity, "delete", record),
+        # A campaign's email runs, for those who may change the campaign.
+        campaign_runs=entity == "campaign" and _may(permissions, who, entity, "update", record),
     )
 
 
@@ -122,8 +127,21 @@ def timeline(ce: CompiledEntity, record) -> list[dict]:
         by = users.get(entry.user_id) if entry.user_id else None
         items.append({"entry": entry, "changes": changes, "by": by})
     items += _activities(ce, record, users)
+    items += _pending_steps(ce, record)
     items.sort(key=lambda item: item["entry"].at, reverse=True)
     return items
+
+
+def _pending_steps(ce: CompiledEntity, record) -> list[dict]:
+    """The record's follow-up steps still to come, at their due time (on top: they are in the future)."""
+    Timer = crm().tables.Timer
+    pending = Timer.select().where(
+        (Timer.entity == ce.name) & (Timer.record_id == record.id) & (Timer.status == "pending")
+    )
+    return [
+        {"entry": Entry(at=t.due_at, kind="pending", summary=f"{describe(t)} is due", rule=t.rule), "changes": []}
+        for t in pending.order_by(Timer.due_at)
+    ]
 
 
 TIMELINE_ACTIVITIES = 50

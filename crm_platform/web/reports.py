@@ -9,7 +9,8 @@ in the compiled definitions:
   ``outcome: won`` or ``outcome: lost``, counted from the audit's stage moves;
 - **source conversion**: entities with a choice field named ``source`` and a
   workflow with ``outcome: won`` states;
-- **SLA status**: workflows whose open states have ``sla_hours``;
+- **SLA status**: entities with SLA policies (``sla/*.yaml``, business hours,
+  pauses: ``runtime.sla``), else workflows whose open states have ``sla_hours``;
 - **membership results**: entities with a choice field named ``status`` and a
   required link (in the default pack: campaign members per campaign).
 
@@ -36,6 +37,7 @@ import peewee as pw
 from ..compiler.compiled import CompiledEntity
 from ..compiler.statemachine import StateMachine
 from ..definitions.model import FieldDef
+from ..runtime import sla
 from ..runtime.users import Actor
 
 if TYPE_CHECKING:
@@ -47,8 +49,11 @@ MEMBERSHIP_TOP = 10  # groups (e.g. campaigns) shown, the largest first
 ID_CHUNK = 500  # record ids per IN (...) list, well below every database's parameter limit
 
 # SLA buckets: the share of the state's SLA time that has passed.
-WITHIN, AT_RISK, BREACHED = "within", "at_risk", "breached"
+WITHIN, AT_RISK, BREACHED, PAUSED = "within", "at_risk", "breached", "paused"
 SLA_LABELS = {WITHIN: "Within SLA", AT_RISK: "At risk", BREACHED: "Breached"}
+# Under an SLA policy a record's clock may also be stopped (waiting on the customer).
+POLICY_LABELS = {**SLA_LABELS, PAUSED: "Paused"}
+POLICY_BUCKETS = {sla.ON_TRACK: WITHIN, sla.AT_RISK: AT_RISK, sla.BREACHED: BREACHED, sla.PAUSED: PAUSED}
 AT_RISK_FROM = 0.8  # from 80 % of the SLA time on, a record is at risk; past 100 % it is breached
 
 
@@ -398,13 +403,46 @@ def sla_status(
     The time in the state runs from the latest audited move of the state
     field (which, since the field changes only by moves, is the move into
     the current state) or from ``created_at`` if the record never moved.
-    This is the simple version: plain elapsed hours, around the clock. SLA
-    policies with business hours and pauses are to replace it (issue 5);
-    callers only see ``due_at`` and ``elapsed_ratio`` change.
+    That is the simple SLA, plain elapsed hours around the clock, for
+    entities without SLA policies. For an entity with policies the status
+    comes from ``runtime.sla`` (business hours, pauses): ``entered_at`` is when
+    the clock started, ``due_at`` and ``elapsed_ratio`` are those of the
+    running target (first response, then resolution), and a record waiting on
+    the customer is in the PAUSED bucket.
     """
+    if sla.has_policies(crm, ce):
+        return _policy_statuses(crm, ce, machine, records, now)
     hours = sla_states(machine)
     pending = [r for r in records if getattr(r, machine.field) in hours]
     return _statuses(machine, pending, _entered_at(crm, ce, machine, [r.id for r in pending]), now)
+
+
+def sla_tracked_states(crm: CRM, ce: CompiledEntity, machine: StateMachine) -> list[str]:
+    """The states of ``machine`` in which a record's SLA is watched (at-risk lists, dashboards).
+
+    Under policies: the states that are neither final nor resolved; else the states with ``sla_hours``.
+    """
+    policies = [p for p in crm.compiled.sla.get(ce.name, ()) if p.state_field == machine.field]
+    if not policies:
+        return list(sla_states(machine))
+    resolved = set().union(*(p.resolved_in for p in policies))
+    return [s.name for s in machine.states.values() if not s.final and s.name not in resolved]
+
+
+def _policy_statuses(crm: CRM, ce: CompiledEntity, machine: StateMachine, records: Iterable, now) -> dict:
+    result = {}
+    records = list(records)
+    states = {r.id: getattr(r, machine.field) for r in records}
+    for record_id, state in sla.sla_of(crm, ce, records, now).items():
+        if state.current is None:  # responded and resolved: nothing is running
+            continue
+        # What is at stake now: the running target (a late first response is history
+        # on the record page; the resolution may still be made in time).
+        bucket = POLICY_BUCKETS[state.current.status]
+        result[record_id] = SlaStatus(
+            states[record_id], state.started_at, state.due_at, state.percent / 100, bucket, POLICY_LABELS[bucket]
+        )
+    return result
 
 
 def _statuses(machine: StateMachine, records: list, entered: dict[int, dt.datetime], now: dt.datetime) -> dict:
@@ -443,7 +481,7 @@ def _entered_at(crm: CRM, ce: CompiledEntity, machine: StateMachine, ids) -> dic
 class SlaStateCount:
     state: str
     label: str
-    sla_hours: float
+    sla_hours: float | None  # None under SLA policies (the targets are per priority)
     counts: dict[str, int]  # bucket -> records
 
     @property
@@ -457,19 +495,40 @@ class SlaOverview:
     workflow: str
     label: str
     states: list[SlaStateCount]
+    buckets: dict[str, str] = field(default_factory=lambda: dict(SLA_LABELS))  # bucket -> label, in order
+    policies: list[str] = field(default_factory=list)  # labels of the SLA policies counted, if any
 
     def count(self, bucket: str) -> int:
         return sum(s.counts[bucket] for s in self.states)
 
 
 def sla_overviews(crm: CRM, actor: Actor, now: dt.datetime) -> list[SlaOverview]:
-    """The SLA overview of every workflow with SLA states on an entity ``actor`` may read."""
-    return [
-        sla_overview(crm, actor, ce, machine, now)
-        for ce in readable(crm, actor)
-        for machine in ce.workflows.values()
-        if sla_states(machine)
-    ]
+    """The SLA overview of every workflow with SLA states (or an SLA policy) on an entity ``actor`` may read."""
+    result = []
+    for ce in readable(crm, actor):
+        for machine in ce.workflows.values():
+            if any(p.state_field == machine.field for p in crm.compiled.sla.get(ce.name, ())):
+                result.append(policy_overview(crm, actor, ce, machine, now))
+            elif sla_states(machine) and not sla.has_policies(crm, ce):
+                result.append(sla_overview(crm, actor, ce, machine, now))
+    return result
+
+
+def policy_overview(crm: CRM, actor: Actor, ce: CompiledEntity, machine: StateMachine, now) -> SlaOverview:
+    """Per state that is not resolved: how many records under a policy are within, at risk, breached, paused."""
+    states = sla_tracked_states(crm, ce, machine)
+    query = crm.records.select(ce.name, actor).where(getattr(ce.model, machine.field).in_(states))
+    counts = {name: dict.fromkeys(POLICY_LABELS, 0) for name in states}
+    for status in _policy_statuses(crm, ce, machine, query, now).values():
+        counts[status.state][status.bucket] += 1
+    return SlaOverview(
+        entity=ce.name,
+        workflow=machine.name,
+        label=machine.label,
+        states=[SlaStateCount(name, machine.states[name].label, None, counts[name]) for name in states],
+        buckets=dict(POLICY_LABELS),
+        policies=[p.label for p in crm.compiled.sla[ce.name] if p.state_field == machine.field],
+    )
 
 
 def sla_overview(crm: CRM, actor: Actor, ce: CompiledEntity, machine: StateMachine, now: dt.datetime) -> SlaOverview:

@@ -88,6 +88,7 @@ def server_env(tmp: Path, port: int) -> dict[str, str]:
         "CRM_HOST": "127.0.0.1",
         "CRM_PORT": str(port),
         "CRM_PACK_DIR": str(PROJECT),
+        "CRM_IMPORT_DIR": str(tmp / "uploads"),  # uploaded import files, not in the project's instance folder
         # Every test signs in and some post the public form, all from 127.0.0.1.
         "CRM_FORM_RATE_LIMIT": "1000 per minute",
         "CRM_LOGIN_RATE_LIMIT": "1000 per minute",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from . import pages, resources
+from . import inbound, pages, resources
 from .cli import api_token_cli
 
 bp = resources.bp
@@ -22,4 +22,7 @@ def init_api(app: Flask, csrf) -> None:
     app.before_request_funcs.setdefault(None, []).insert(0, resources.unrouted)
     app.register_blueprint(pages.bp)
     csrf.exempt(resources.bp)
+    # POST /api/inbound-email: a provider's webhook, authenticated by a shared secret.
+    app.register_blueprint(inbound.bp)
+    csrf.exempt(inbound.bp)
     app.cli.add_command(api_token_cli)

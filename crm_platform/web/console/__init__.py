@@ -16,11 +16,14 @@ from flask_admin.theme import Bootstrap4Theme
 from ..state import crm
 from .activity import AuditView, MailView, OutboxView, SavedViewsView, TimersView, pending_timers
 from .definitions import CompileStatusView, EntitiesView, PublicFormsView, RulesView, WorkflowsView
+from .inbound import InboundMailView
 from .organisation import RolesView, TeamsView
 from .pages import AdminOnly
 from .users import UsersView
+from .webhooks import DeliveriesView, SubscriptionsView
 
 PEOPLE, DEFINITIONS, ACTIVITY = "People", "Definitions", "Activity"
+INTEGRATIONS = "Integrations"
 
 
 class ConsoleIndex(AdminOnly, AdminIndexView):
@@ -69,11 +72,32 @@ def init_console(app: Flask) -> None:
             name="Compile status", category=DEFINITIONS, endpoint="console_compile_status", url="definitions/status"
         ),
         OutboxView(tables.Outbox, name="Actions", category=ACTIVITY, endpoint="console_outbox", url="outbox"),
-        TimersView(tables.Outbox, name="Pending timers", category=ACTIVITY, endpoint="console_timers", url="timers"),
+        TimersView(tables.Timer, name="Pending timers", category=ACTIVITY, endpoint="console_timers", url="timers"),
         AuditView(tables.Audit, name="Audit log", category=ACTIVITY, endpoint="console_audit", url="audit"),
         MailView(tables.Mail, name="Mail outbox", category=ACTIVITY, endpoint="console_mail", url="mail"),
+        InboundMailView(
+            tables.InboundMail,
+            name="Inbound mail",
+            category=ACTIVITY,
+            endpoint="console_inbound_mail",
+            url="inbound-mail",
+        ),
         SavedViewsView(
             tables.SavedView, name="Saved views", category=ACTIVITY, endpoint="console_saved_views", url="saved-views"
+        ),
+        SubscriptionsView(
+            tables.WebhookSubscription,
+            name="Webhook subscriptions",
+            category=INTEGRATIONS,
+            endpoint="console_webhooks",
+            url="webhooks",
+        ),
+        DeliveriesView(
+            tables.WebhookDelivery,
+            name="Webhook deliveries",
+            category=INTEGRATIONS,
+            endpoint="console_webhook_deliveries",
+            url="webhook-deliveries",
         ),
     )
     admin.add_link(MenuLink(name="Back to the CRM", endpoint="home.index"))

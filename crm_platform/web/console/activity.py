@@ -1,6 +1,7 @@
-"""What the platform did: the action outbox (with retry), pending timers,
-the audit log, the mail outbox and saved list views. All read-only, except
-that a failed action may be run again."""
+"""What the platform did: the action outbox (with retry), pending timers
+(with stop), the audit log, the mail outbox and saved list views. All
+read-only, except that a failed action may be run again and a pending timer
+stopped."""
 
 from __future__ import annotations
 
@@ -12,15 +13,16 @@ from flask_admin.actions import action
 from flask_admin.contrib.peewee.filters import FilterEqual
 from flask_admin.helpers import get_redirect_target
 from flask_admin.model.template import macro
+from flask_login import current_user
 from markupsafe import Markup, escape
 
 from ...actions import EXECUTORS
+from ...runtime.due_work import TIMER_KINDS
 from ..state import crm
 from .pages import ReadOnlyModelView
 
 # The values the platform writes (see runtime/tables.py and runtime/outbox.py).
 OUTBOX_STATES = ("waiting", "pending", "queued", "running", "retrying", "done", "failed", "skipped")
-TIMER_STATES = ("waiting", "queued", "pending")
 AUDIT_OPERATIONS = ("create", "update", "transition", "delete")
 AUDIT_CHANNELS = ("form", "api", "import", "rule", "worker", "system")
 MAIL_STATES = ("kept", "handed_over", "sent", "rejected")
@@ -78,10 +80,9 @@ def user_names(tables, user_ids) -> dict[int, str]:
 
 
 def pending_timers(platform):
-    """Outbox rows waiting for a time still to come (until timers get a table of their own)."""
-    Outbox = platform.tables.Outbox
-    now = platform.clock.utcnow()
-    return Outbox.select().where(Outbox.status.in_(TIMER_STATES) & (Outbox.due_at > now))
+    """Timers waiting for their time (``crm_timer``): follow-up steps, time-triggered rules."""
+    Timer = platform.tables.Timer
+    return Timer.select().where(Timer.status == "pending")
 
 
 class WithUserNames:
@@ -152,18 +153,32 @@ class OutboxView(ReadOnlyModelView):
 
 
 class TimersView(ReadOnlyModelView):
-    """Actions waiting for their time: follow-ups and other rows due later."""
+    """Timers waiting for their time, soonest first; each can be stopped (a follow-up: its sequence)."""
 
-    column_list = ["id", "due_at", "kind", "entity", "record_id", "rule", "status", "created_at"]
-    column_labels = {"record_id": "Record", "due_at": "Due", "created_at": "Created"}
+    list_template = "admin/console/timers_list.html"
+    column_list = ["id", "due_at", "kind", "entity", "record_id", "rule", "step", "created_at", "status"]
+    column_labels = {"record_id": "Record", "due_at": "Due", "created_at": "Created", "status": ""}
     column_default_sort = [("due_at", False), ("id", False)]
+    column_formatters = {"status": macro("stop_button")}
     column_display_actions = False  # nothing to open or change
 
     def get_query(self):
         return pending_timers(crm())
 
     def get_filters(self):
-        return [FilterEqual(self.model.kind, "Kind", options=options(sorted(EXECUTORS)))]
+        return [FilterEqual(self.model.kind, "Kind", options=options(sorted(TIMER_KINDS)))]
+
+    @expose("/stop/<int:timer_id>", methods=["POST"])
+    def stop_view(self, timer_id: int):
+        """Stop one pending timer (the POST carries the CSRF token like every form)."""
+        who = getattr(current_user, "name", None) or "an admin"
+        try:
+            line = crm().timers.stop(timer_id, by=f"{who} (console)")
+        except LookupError as error:
+            flash(f"Not stopped: {error}.", "error")
+        else:
+            flash(f"{line}.", "success")
+        return redirect(get_redirect_target() or self.get_url(".index_view"))
 
 
 class AuditView(WithUserNames, ReadOnlyModelView):

@@ -43,6 +43,8 @@ bench: $(VENV)/.dev
 	$(BIN)/python bench/workers.py
 	$(BIN)/python bench/web.py
 	$(BIN)/python bench/import.py
+	$(BIN)/python bench/campaign.py
+	$(BIN)/python bench/timers.py
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache

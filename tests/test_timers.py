@@ -613,3 +613,55 @@ def test_live_two_timers_run_processes_fire_each_step_once_and_the_worker_sends_
     finally:
         worker.stop()
     assert smtp.sink.count() == 20
+
+
+def test_live_a_reply_posted_to_the_inbound_email_webhook_stops_a_three_step_sequence(tmp_path, smtp, pack):
+    """The issue's scenario end to end: a real consumer process sends over SMTP, the reply arrives
+    through ``POST /api/inbound-email`` threaded to the welcome email, and ``flask timers run --at``
+    (a separate process, as of day 3 and day 7) fires the steps: the person who replied gets no
+    more email, the silent one gets all three."""
+    config = live_config(tmp_path, pack, smtp.url, INBOUND_EMAIL_SECRET="hush")
+    app = build_app(tmp_path, None, **config)
+    crm = app.extensions["crm"]
+    crm.init_db()
+    worker = Worker(worker_env(config), tmp_path / "worker.log").start()
+    env = {**worker_env(config), "PYTHONPATH": str(PROJECT)}
+
+    def timers_run(at: dt.datetime) -> str:
+        command = [sys.executable, "-m", "flask", "--app", "app", "timers", "run", "--at", at.isoformat()]
+        done = subprocess.run(command, cwd=PROJECT, env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    try:
+        replied, silent = contact(crm, 1), contact(crm, 2)
+        wait_for(lambda: smtp.sink.count() >= 2, what="the welcome emails")
+        started = crm.timers.pending()[0].created_at
+        welcome = next(m for m in smtp.sink.snapshot() if m.recipients == ["m1@example.com"])
+        answer = app.test_client().post(
+            "/api/inbound-email",
+            headers={"X-CRM-Secret": "hush"},
+            json={"from": "M One <m1@example.com>", "subject": "Re: Welcome", "text": "Call me on Friday",
+                  "message_id": "<answer-1@mail.example.com>", "in_reply_to": welcome.message_id},
+        )  # fmt: skip
+        assert answer.status_code == 200, answer.get_json()
+        assert answer.get_json()["matched"] == {"entity": "contact", "id": replied.id, "by": "thread"}
+
+        timers_run(started + dt.timedelta(days=3, minutes=1))
+        wait_for(lambda: smtp.sink.count() >= 3, what="the second step's email")
+        timers_run(started + dt.timedelta(days=7, minutes=2))
+        wait_for(lambda: smtp.sink.count() >= 4, what="the third step's email")
+    finally:
+        worker.stop()
+
+    received = [(m.recipients[0], m.subject) for m in smtp.sink.snapshot()]
+    assert sorted(received) == [
+        ("m1@example.com", "Welcome"),
+        ("m2@example.com", "Last try"),
+        ("m2@example.com", "Still interested?"),
+        ("m2@example.com", "Welcome"),
+    ]
+    lines = timeline(crm, "contact", replied.id)
+    assert lines[-1].startswith(f"Follow-up step 2 of rule '{NURTURE}' stopped: a reply was received on ")
+    assert [t.status for t in timers(crm, record_id=replied.id)] == ["skipped"]
+    assert [t.status for t in timers(crm, record_id=silent.id)] == ["fired", "fired"]

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
+import subprocess
+import sys
 import threading
 from zoneinfo import ZoneInfo
 
@@ -22,6 +24,7 @@ from crm_platform.runtime.due_work import run_due_work
 from crm_platform.seed import DEMO_PASSWORD, seed_demo
 
 from .conftest import FIXTURES, PROJECT, findings_of
+from .live import Worker, live_config, worker_env
 from .runtime_fixtures import SYSTEM, build_app
 from .web_fixtures import cheap_password_hashes, user_id
 
@@ -442,3 +445,50 @@ def test_flask_check_reports_policy_errors(tmp_path):
 def test_policy_errors_name_file_line_and_column(tmp_path, case, expected):
     found = [f for f in findings_of(sla_pack(tmp_path, f"broken/{case}")) if "error" in f]
     assert [f.split(" in ")[0] if "unknown key" in f else f for f in found] == expected
+
+
+# --- live: the escalation chain fired by `flask timers run --at` in its own process --------------------
+
+
+def test_live_each_step_fires_once_at_its_moment_from_separate_timers_run_processes(tmp_path, sla_clock, smtp):
+    """The weekend-and-holiday chain again, each moment run by a separate ``flask --app app timers
+    run --at`` process (the periodic task's due work) while a real consumer process runs: nothing a
+    minute early, each step once, none again later."""
+    config = live_config(tmp_path, sla_pack(tmp_path), smtp.url)
+    app = build_app(tmp_path, sla_clock, **config)
+    crm = app.extensions["crm"]
+    crm.init_db()
+    seed_demo(crm.directory)
+    gina, ivan = user_id(crm, "gina"), user_id(crm, "ivan")
+    record = ticket(crm, owner=gina)
+    at(sla_clock, berlin(2026, 12, 4, 16, 20))
+    crm.records.transition("ticket", record.id, "open", SYSTEM, "form")
+    env = {**worker_env(config), "PYTHONPATH": str(PROJECT)}
+
+    def timers_run(moment: dt.datetime) -> int:
+        command = [sys.executable, "-m", "flask", "--app", "app", "timers", "run", "--at", moment.isoformat()]
+        done = subprocess.run(command, cwd=PROJECT, env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return int(done.stdout.splitlines()[-1].split("sla_escalations: ")[1].split(",")[0])
+
+    worker = Worker(worker_env(config), tmp_path / "worker.log").start()
+    try:
+        fired = [
+            timers_run(moment)
+            for moment in (
+                berlin(2026, 12, 8, 11, 11),  # a minute before 80%
+                berlin(2026, 12, 8, 11, 12),
+                berlin(2026, 12, 8, 11, 30),
+                berlin(2026, 12, 8, 12, 0),
+                berlin(2026, 12, 8, 15, 0),
+                berlin(2026, 12, 9, 12, 0),
+            )
+        ]
+    finally:
+        worker.stop()
+
+    assert fired == [0, 1, 0, 1, 1, 0]
+    assert crm.records.get("ticket", record.id, SYSTEM).owner == ivan
+    Escalation = crm.tables.SlaEscalation
+    steps = Escalation.select(Escalation.percent).where(Escalation.record_id == record.id).order_by(Escalation.step)
+    assert [percent for (percent,) in steps.tuples()] == [80, 100, 150]

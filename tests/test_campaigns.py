@@ -394,6 +394,28 @@ def test_the_unsubscribe_link_confirms_then_unsubscribes_and_later_runs_skip_the
     assert smtp.sink.count() == 1
 
 
+def test_an_unsubscribe_is_for_the_address_every_contact_and_lead_with_it_is_opted_out(web_app, smtp):
+    web_app.config["SMTP_URL"] = smtp.url
+    crm = web_app.extensions["crm"]
+    kim = contact(crm, "Kim", "kim@x.example")
+    twin = contact(crm, "Kim (old)", "KIM@x.example")
+    other = contact(crm, "Kai", "kai@x.example")
+    lead = crm.records.create(
+        "lead", {"last_name": "Kim", "email": "Kim@X.example", "source": "event", "gdpr_consent": True}, SYSTEM,
+        "import", rules=False,
+    )  # fmt: skip
+    path = unsubscribe_path(crm, smtp, kim)
+
+    assert web_app.test_client().post(path, data={"List-Unsubscribe": "One-Click"}).status_code == 200
+
+    contacts = crm.compiled.entities["contact"].model
+    assert [contacts.get_by_id(c.id).unsubscribed for c in (kim, twin, other)] == [True, True, False]
+    stored = crm.compiled.entities["lead"].model.get_by_id(lead.id)
+    assert (stored.gdpr_consent, stored.unsubscribed) == (False, True)
+    audit = [e for e in crm.history.entries("lead", lead.id) if e.kind == "update"]
+    assert audit[-1].changes == {"gdpr_consent": [True, False], "unsubscribed": [False, True]}
+
+
 def test_one_click_unsubscribe_works_without_a_csrf_token_and_leads_lose_consent(web_app, smtp):
     web_app.config.update(WTF_CSRF_ENABLED=True)
     web_app.config["SMTP_URL"] = smtp.url  # read when the mailer is first built
@@ -405,7 +427,8 @@ def test_one_click_unsubscribe_works_without_a_csrf_token_and_leads_lose_consent
     path = unsubscribe_path(crm, smtp, lead, entity="lead")
     response = web_app.test_client().post(path, data={"List-Unsubscribe": "One-Click"})
     assert response.status_code == 200
-    assert crm.compiled.entities["lead"].model.get_by_id(lead.id).gdpr_consent is False
+    stored = crm.compiled.entities["lead"].model.get_by_id(lead.id)
+    assert (stored.gdpr_consent, stored.unsubscribed) == (False, True)  # unsubscribed also ends follow-ups
     again = crm.campaigns.start(campaign(crm, "Again").id, view(crm, "lead", "", name="Again"), "newsletter", 1)
     assert run_all(crm, again.id)["skipped_unsubscribed"] == 1
 
@@ -540,3 +563,49 @@ def test_every_member_gets_exactly_one_email_when_the_consumer_is_killed_mid_run
     assert len(received) == total
     assert set(per_address.values()) == {1} and len(per_address) == total
     assert {m.message_id for m in received} == {mid for (mid,) in Send.select(Send.message_id).tuples()}
+
+
+def test_the_run_page_refuses_another_users_private_saved_view_as_segment(web_app, sign_in, smtp):
+    web_app.config["SMTP_URL"] = smtp.url  # read when the mailer is first built
+    crm = web_app.extensions["crm"]
+    contact(crm, "P", "p@x.example")
+    spring = campaign(crm)
+    private = view(crm, "contact", "", name="Someone's private list")  # owned by another user, not shared
+    julia = sign_in("julia")  # marketing: may update campaigns, does not own the view
+    assert f'value="{private}"' not in julia.get(f"/campaigns/{spring.id}/runs").text
+
+    refused = julia.post(
+        f"/campaigns/{spring.id}/runs", data={"segment": private, "template": "newsletter", "step": "1"}
+    )
+    assert refused.status_code == 400 and "Choose one of the segments offered." in refused.text
+    assert crm.tables.CampaignRun.select().count() == 0
+
+    SavedView = crm.tables.SavedView
+    SavedView.update(shared=True).where(SavedView.id == int(private.split(":")[1])).execute()
+    shared = julia.post(
+        f"/campaigns/{spring.id}/runs", data={"segment": private, "template": "newsletter", "step": "1"}
+    )
+    assert shared.status_code == 302  # once shared, it is one of the segments offered
+    assert crm.tables.CampaignRun.select().count() == 1
+
+
+def test_a_slow_smtp_server_does_not_let_the_lease_of_a_working_run_run_out(crm, smtp, clock, monkeypatch):
+    from crm_platform.campaigns import runs
+
+    for i in range(6):
+        contact(crm, f"P{i}", f"p{i}@x.example")
+    run = crm.campaigns.start(campaign(crm).id, view(crm, "contact", ""), "newsletter", 1)
+    deliver, swept = runs.ChunkSender._deliver, []
+
+    def slow(self, *args):
+        deliver(self, *args)
+        clock.advance(seconds=40)  # each message takes 40 s; the lease is 60 s
+        swept.append(crm.campaigns.sweep())  # the periodic sweep, looking for runs whose worker died
+
+    monkeypatch.setattr(runs.ChunkSender, "_deliver", slow)
+    assert crm.campaigns.process(run.id) == "done"  # not taken over mid-way
+    assert swept == [0] * 6
+    settle(smtp, 6)
+    time.sleep(0.2)
+    assert smtp.sink.count() == 6
+    assert crm.campaigns.progress(crm.campaigns.get(run.id))["sent"] == 6

@@ -377,3 +377,13 @@ def test_the_account_job_skips_an_account_stored_after_it_started_and_resumes(cr
     assert account_names(crm) == ["Acme GmbH", "Initech", "Globex"]
     assert contact(crm, "Diaz").account_id == records(crm, "account")[1].id
     assert (contacts_job.created, contacts_job.failed) == (3, 1)
+
+
+def test_a_contact_job_refused_after_its_account_job_was_stored_leaves_neither(crm, tmp_path):
+    # The account job and its names file are made first; the contact job's options are refused after.
+    path = fixture(tmp_path, "google.csv")
+    with pytest.raises(ValidationError) as caught:
+        contacts.start_contacts(crm, path, actor=SYSTEM, options=Options(match=["nope"]))
+    assert caught.value.errors == {"match": ["there is no field 'nope'"]}
+    assert crm.tables.ImportJob.select().count() == 0
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("crm.sqlite3")) == ["google.csv"]

@@ -213,6 +213,21 @@ def test_breach_chain_over_a_weekend_and_a_holiday_fires_each_step_once_at_its_t
     assert state_of(crm, record.id).status == sla.BREACHED
 
 
+def test_reassignment_skips_a_team_lead_who_is_away_and_says_so(crm, sla_clock):
+    gina, ivan = user_id(crm, "gina"), user_id(crm, "ivan")
+    crm.directory.set_flags(ivan, away=True)  # away: no new assignments, escalations or not
+    record = ticket(crm, owner=gina)
+    crm.records.transition("ticket", record.id, "open", SYSTEM, "form")
+    at(sla_clock, berlin(2026, 12, 8, 12))  # resolution 100 %: the reassign step
+    assert sla.run_due(crm) == 2  # resolution 80 % and 100 %
+    assert crm.records.get("ticket", record.id, SYSTEM).owner == gina
+    lines = [e.summary for e in crm.history.entries("ticket", record.id) if e.summary.startswith("SLA ")]
+    assert lines[-1] == (
+        "SLA resolution 100% used (due Tue 12:00): Ivan Petrov, the team lead of Support Level 2, is away; "
+        "not reassigned"
+    )
+
+
 def test_a_step_fires_once_even_when_two_workers_reach_it(crm, sla_clock):
     record = ticket(crm, owner=user_id(crm, "gina"))
     at(sla_clock, berlin(2026, 12, 8, 12))

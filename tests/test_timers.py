@@ -8,6 +8,7 @@ instead of waiting. The live test runs a real consumer process and
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import shutil
 import subprocess
@@ -241,6 +242,19 @@ def test_an_unsubscribed_contact_gets_no_more_email_steps(seq, clock):
     assert timeline(seq, "contact", staying.id)[0].startswith(f"Follow-up step 2 of rule '{NURTURE}' sent")
 
 
+def test_a_lead_who_unsubscribed_gets_no_more_email_steps(crm, dach, clock):
+    leaving = crm.records.create("lead", web_lead(1), SYSTEM, "api")
+    staying = crm.records.create("lead", web_lead(2), SYSTEM, "api")  # no marketing consent, not unsubscribed
+    crm.records.update("lead", leaving.id, {"unsubscribed": True}, SYSTEM, "form")
+    clock.advance(days=3)
+    assert crm.timers.fire_due() == 2
+    assert subjects(crm, "jane1@example.com") == ["Thanks for your interest, Jane"]
+    assert subjects(crm, "jane2@example.com")[-1] == "Can we help you, Jane?"
+    assert (
+        timeline(crm, "lead", leaving.id)[-1] == f"Follow-up step 2 of rule '{WELCOME}' stopped: the lead unsubscribed"
+    )
+
+
 def test_a_deleted_record_ends_its_sequence(seq, clock):
     person = contact(seq, 1)
     seq.records.delete("contact", person.id, SYSTEM, "form")
@@ -431,6 +445,24 @@ def test_a_rule_run_cut_off_mid_way_resumes_without_planning_twice(crm, clock, m
     queue.release()
 
 
+def test_a_rule_run_given_up_after_its_attempts_still_runs_at_its_next_regular_time(crm, clock, monkeypatch):
+    sync_rules(crm)
+    monkeypatch.setattr(crm.timers, "settings", dataclasses.replace(crm.timers.settings, max_attempts=1))
+
+    def dies(*args):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(crm.timers, "settle", dies)
+    clock.advance(minutes=20)  # the 10:15 run is due
+    crm.timers.fire_due()
+    failed, pending = timers(crm, rule=ESCALATE)
+    assert (failed.status, failed.note) == ("failed", "RuntimeError: disk full")
+    # One bad firing does not end the rule's schedule: its next run is on its grid, as if it had fired.
+    assert (pending.status, pending.due_at) == ("pending", NOW + dt.timedelta(minutes=30))
+    (date_rule,) = [t for t in timers(crm, kind="date", status="pending")]
+    assert date_rule.due_at == dt.datetime(2026, 11, 24, 7, 0)  # tomorrow 08:00 in Berlin
+
+
 def greeted(crm) -> list[str]:
     Mail = crm.tables.Mail
     return sorted(m.recipient for m in Mail.select().where(Mail.subject.startswith("Happy birthday")))
@@ -526,6 +558,19 @@ def test_disabling_or_removing_a_rule_cancels_its_pending_timers(make_crm, pack,
     assert len(subjects(second)) == 1
 
 
+def test_a_follow_up_of_a_disabled_rule_fired_before_any_sync_says_the_rule_was_disabled(make_crm, pack, dach, clock):
+    first = make_crm(PACK_DIR=str(pack))
+    lead = first.records.create("lead", web_lead(1), SYSTEM, "api")
+    edit(pack / "rules" / "leads.rules", f'rule "{WELCOME}" priority 20', f'rule "{WELCOME}" priority 20 disabled')
+    second = make_crm(PACK_DIR=str(pack))  # fires without syncing first (as a process on other definitions may)
+    clock.advance(days=3)
+    second.timers.fire_due()
+    (timer,) = timers(second, rule=WELCOME)
+    line = f"Follow-up step 2 of rule '{WELCOME}' skipped: rule '{WELCOME}' was disabled"
+    assert (timer.status, timer.note) == ("skipped", line)
+    assert timeline(second, "lead", lead.id)[-1] == line
+
+
 def test_a_follow_up_step_removed_from_its_rule_is_cancelled(make_crm, pack, dach, crm):
     first = make_crm(PACK_DIR=str(pack))
     lead = first.records.create("lead", web_lead(1), SYSTEM, "api")
@@ -549,6 +594,23 @@ def test_a_changed_schedule_replaces_the_rule_wide_timer(make_crm, pack, clock):
     old, new = timers(second, rule=ESCALATE)
     assert (old.status, old.note) == ("cancelled", f"the trigger of rule '{ESCALATE}' changed")
     assert (new.status, new.due_at, new.payload["trigger"]) == ("pending", NOW + dt.timedelta(hours=2), "every 2 hours")
+
+
+def test_a_process_with_older_definitions_cancels_nothing_the_newer_ones_scheduled(make_crm, pack, dach, clock):
+    old = make_crm(PACK_DIR=str(pack))
+    assert old.definition_version  # registered first: these are the older definitions
+    edit(pack / "rules" / "tickets.rules", "on ticket every 15 minutes", "on ticket every 2 hours")
+    new = make_crm(PACK_DIR=str(pack))
+    new.records.create("lead", web_lead(1), SYSTEM, "api")  # a follow-up timer too
+    sync_rules(new)
+    before = {(t.id, t.rule) for t in timers(new, status="pending")}
+    assert {rule for _, rule in before} >= {WELCOME, ESCALATE}
+
+    # A worker still on the old definitions starts (a rolling deploy): it leaves the timers alone.
+    assert sync_rules(old) == (0, 0)
+    assert {(t.id, t.rule) for t in timers(new, status="pending")} == before
+    (every,) = timers(new, rule=ESCALATE, status="pending")
+    assert every.payload["trigger"] == "every 2 hours"
 
 
 # --- the command line ----------------------------------------------------------------------------

@@ -194,6 +194,25 @@ def test_a_batch_create_notifies_once_per_saved_record(make_crm, receiver):
     assert len({body["id"] for body in server.bodies()}) == 2
 
 
+def test_a_batch_plans_deliveries_only_when_a_subscription_listens_to_its_creates(make_crm, receiver):
+    # Asked once per batch: a subscription to another entity or to other events plans nothing.
+    server = receiver()
+    crm = make_crm()
+    subscribe(crm, server.url, entity="account", events=["created"])
+    subscribe(crm, server.url, events=["updated", "deleted"])
+    assert not crm.webhooks.listens("lead", "create") and crm.webhooks.listens("lead", "update")
+    saved = crm.records.create_many("lead", [{"last_name": "One"}, {"last_name": "Two"}], SYSTEM, "import", rules=False)
+    assert [lead.last_name for lead in saved] == ["One", "Two"]  # saved, and still nothing planned
+    assert crm.tables.Outbox.select().count() == 0 and server.bodies() == []
+
+    subscribe(crm, server.url, events=["created"])
+    three, four = crm.records.create_many(
+        "lead", [{"last_name": "Three"}, {"last_name": "Four"}], SYSTEM, "import", rules=False
+    )
+    assert crm.webhooks.listens("lead", "create")
+    assert sorted(body["record_id"] for body in server.bodies()) == [three.id, four.id]
+
+
 def test_a_failed_attempt_is_retried_after_the_backoff_with_the_same_event_and_both_are_logged(
     make_crm, receiver, clock
 ):
@@ -241,6 +260,71 @@ def test_a_timeout_and_a_refused_connection_are_failed_attempts_in_the_log(make_
     assert by_url[closed].status == "failed" and by_url[closed].error.startswith("could not deliver: ")
     Outbox = crm.tables.Outbox
     assert {row.status for row in Outbox.select()} == {"retrying"}
+
+
+@pytest.mark.parametrize("code", [302, 307])
+def test_a_redirect_is_not_followed_and_fails_the_attempt(make_crm, receiver, code):
+    target = receiver()  # where the redirect points (an internal address, say): it must hear nothing
+
+    class Redirect(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - http.server's hook name
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(code)  # urllib would follow a 302 (as a GET) to the Location
+            self.send_header("Location", target.url)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    redirecting = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Redirect)
+    threading.Thread(target=redirecting.serve_forever, daemon=True).start()
+    try:
+        crm = make_crm()
+        subscribe(crm, f"http://127.0.0.1:{redirecting.server_address[1]}/hook", events=["created"])
+        new_lead(crm)
+    finally:
+        redirecting.shutdown()
+        redirecting.server_close()
+
+    (attempt,) = deliveries(crm)
+    assert (attempt.status, attempt.http_status, attempt.error) == ("failed", code, f"answered HTTP {code}")
+    assert target.got == []
+
+
+def test_a_receiver_that_drips_its_answer_is_cut_off_at_the_timeout(make_crm, receiver):
+    # A socket timeout counts per read: a byte every 0.1 s would keep the worker for the whole answer.
+    class Drip(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - http.server's hook name
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+            try:
+                for _ in range(30):  # 3 s of one header byte at a time
+                    self.wfile.write(b"X")
+                    self.wfile.flush()
+                    time.sleep(0.1)
+                self.wfile.write(b": y\r\nContent-Length: 0\r\n\r\n")
+            except OSError:
+                pass  # the client hung up: what it should do
+
+        def log_message(self, *args):
+            pass
+
+    dripping = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Drip)
+    threading.Thread(target=dripping.serve_forever, daemon=True).start()
+    try:
+        crm = make_crm(WEBHOOK_TIMEOUT_SECONDS=0.5)
+        subscribe(crm, f"http://127.0.0.1:{dripping.server_address[1]}/hook", events=["created"])
+        started = time.monotonic()
+        new_lead(crm)
+        took = time.monotonic() - started
+    finally:
+        dripping.shutdown()
+        dripping.server_close()
+
+    (attempt,) = deliveries(crm)
+    assert attempt.status == "failed" and attempt.error.endswith("did not finish within 0.5 s"), attempt.error
+    assert took < 2.0 and attempt.duration_ms < 2000
 
 
 def test_410_gone_deactivates_the_subscription_and_says_so_on_the_log(make_crm, receiver):
@@ -542,3 +626,21 @@ def test_console_posts_without_the_csrf_token_are_refused(guarded, receiver):
     form = re.search(r'<form class="d-inline send-test" method="post" action="([^"]+)">(.*?)</form>', listing, re.S)
     assert guarded.post(form.group(1), data={"csrf_token": csrf_token(form.group(2))}).status_code == 302
     assert len(server.got) == 1
+
+
+def test_redeliver_without_the_csrf_token_is_refused(guarded, receiver):
+    server = receiver()
+    crm = guarded.crm
+    subscribe(crm, server.url, events=["created"])
+    new_lead(crm)
+    (delivery,) = deliveries(crm)
+    Outbox = crm.tables.Outbox
+    planned = Outbox.select().count()
+
+    assert guarded.post(f"/admin/webhook-deliveries/redeliver/{delivery.id}").status_code == 400
+    assert Outbox.select().count() == planned and len(server.got) == 1  # nothing sent again
+
+    log = guarded.get("/admin/webhook-deliveries/").get_data(as_text=True)
+    form = re.search(r'<form class="d-inline redeliver" method="post" action="([^"]+)">(.*?)</form>', log, re.S)
+    assert guarded.post(form.group(1), data={"csrf_token": csrf_token(form.group(2))}).status_code == 302
+    assert len(server.got) == 2

@@ -18,6 +18,8 @@ from __future__ import annotations
 import datetime as dt
 import http.client
 import json
+import socket
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -48,6 +50,57 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
 
     def redirect_request(self, req, fp, code, msg, headers, newurl):
         return None
+
+
+class _Deadline:
+    """Cuts the connections of one attempt when it outlasts ``seconds`` as a whole.
+
+    A socket timeout counts per read: a receiver sending a byte now and then would
+    otherwise hold the worker's thread for as long as it likes.
+    """
+
+    def __init__(self, seconds: float):
+        self.connections: list[http.client.HTTPConnection] = []
+        self.expired = False
+        self.timer = threading.Timer(seconds, self.cut)
+        self.timer.daemon = True
+
+    def track(self, connection_class):
+        """A connection factory for ``do_open`` that remembers what it made."""
+
+        def make(*args, **kwargs):
+            connection = connection_class(*args, **kwargs)
+            self.connections.append(connection)
+            return connection
+
+        return make
+
+    def cut(self) -> None:
+        self.expired = True
+        for connection in self.connections:
+            if connection.sock is not None:
+                try:
+                    connection.sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked read, which then fails
+                except OSError:
+                    pass
+
+
+class _HTTPHandler(urllib.request.HTTPHandler):
+    def __init__(self, deadline: _Deadline):
+        super().__init__()
+        self.deadline = deadline
+
+    def http_open(self, req):
+        return self.do_open(self.deadline.track(http.client.HTTPConnection), req)
+
+
+class _HTTPSHandler(urllib.request.HTTPSHandler):
+    def __init__(self, deadline: _Deadline):
+        super().__init__()
+        self.deadline = deadline
+
+    def https_open(self, req):
+        return self.do_open(self.deadline.track(http.client.HTTPSConnection), req, context=self._context)
 
 
 def deliver_webhook(engine, row) -> str:
@@ -127,8 +180,10 @@ def post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> Atte
     if not is_web_url(url):
         return Attempt(False, None, None, f"not delivered to {url!r}: only http and https URLs are", 0)
     request = urllib.request.Request(url, data=body, method="POST", headers=headers)
-    opener = urllib.request.build_opener(_NoRedirects)
+    deadline = _Deadline(timeout)
+    opener = urllib.request.build_opener(_NoRedirects, _HTTPHandler(deadline), _HTTPSHandler(deadline))
     started = time.monotonic()  # a duration, not a moment in time: the injected clock does not apply
+    deadline.timer.start()
     try:
         with opener.open(request, timeout=timeout) as response:  # noqa: S310 - http(s) checked above
             status, answer = response.status, _excerpt(response)
@@ -136,7 +191,14 @@ def post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> Atte
         with exc:
             status, answer = exc.code, _excerpt(exc)
     except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
-        return Attempt(False, None, None, _describe(exc, timeout), _ms(started))
+        error = f"no answer within {timeout:g} s" if deadline.expired else _describe(exc, timeout)
+        return Attempt(False, None, None, error, _ms(started))
+    finally:
+        deadline.timer.cancel()
+    if deadline.expired:  # cut while the answer was read: not a whole answer (retried; receivers drop repeats)
+        return Attempt(
+            False, status, answer, f"answered HTTP {status} but did not finish within {timeout:g} s", _ms(started)
+        )
     delivered = 200 <= status < 300
     return Attempt(delivered, status, answer, None if delivered else f"answered HTTP {status}", _ms(started))
 

@@ -15,7 +15,7 @@ from types import SimpleNamespace
 
 from ..definitions import nodes as n
 from ..definitions.typecheck import fields_read
-from ..runtime.time_triggers import find_action
+from ..runtime.time_triggers import find_action, obsolete
 from ..runtime.timers import describe
 from ..runtime.values import to_json
 from .run import ActionRun, Skip
@@ -31,10 +31,11 @@ def follow_up(run: ActionRun) -> str:
 def fire_follow_up(crm, timer, now: dt.datetime) -> tuple[str, str]:
     """The timer handler of a follow-up step: (status, note); the timeline says the same."""
     what = describe(timer)
-    rule = crm.compiled.rules.rules.get(timer.rule)
-    action = find_action(rule, timer.step or "") if rule is not None and rule.enabled else None
-    if action is None or not isinstance(action.node, n.FollowUp):
-        return _end(crm, timer, "skipped", f"{what} skipped: the rule no longer has this step")
+    rules = crm.compiled.rules.rules
+    gone = obsolete(timer, rules)  # removed, disabled, or without this step: the timeline says which
+    if gone is not None:
+        return _end(crm, timer, "skipped", f"{what} skipped: {gone}")
+    action = find_action(rules[timer.rule], timer.step or "")
     ce = crm.compiled.entities.get(timer.entity)
     record = ce.model.get_or_none(ce.model.id == timer.record_id) if ce is not None else None
     if record is None:

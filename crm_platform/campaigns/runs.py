@@ -4,8 +4,9 @@ A run belongs to one step (``step``) of one campaign record. When a worker
 first picks it up it snapshots the segment's member ids; then it sends them
 in chunks, one Huey task (``crm.campaign_chunk``) and one SMTP connection
 per chunk, each chunk queueing the next. A worker holds a run by a lease
-(``lease_token``, ``lease_until``) renewed at every commit; the sweep queues
-again a run whose worker died (lease run out).
+(``lease_token``, ``lease_until``) renewed at every commit, and at least every
+half lease however slow the SMTP server; the sweep queues again a run whose
+worker died (lease run out).
 
 Exactly once per member and step rests on ``crm_campaign_send`` (unique on
 campaign, step, entity, member):
@@ -326,6 +327,9 @@ class ChunkSender:
         self.rows: list[dict] = []  # send rows settled, not yet committed
         self.notes: list[dict] = []  # their timeline entries
         self.counts: collections.Counter = collections.Counter()
+        # Each commit renews the lease; with a slow SMTP server it must also come before half of it is gone,
+        # or the sweep takes a working run for a dead one (and a second worker could send its next message).
+        self.renew_at = e.clock.utcnow() + campaigns._lease() / 2
 
     # --- the loop ------------------------------------------------------------------
 
@@ -406,7 +410,7 @@ class ChunkSender:
         if holder != self.token:
             raise LeaseLost()
         if status == "running":
-            if len(self.notes) + sum(self.counts.values()) >= BULK:
+            if len(self.notes) + sum(self.counts.values()) >= BULK or self.engine.clock.utcnow() >= self.renew_at:
                 self._flush()
             return False
         self._flush()  # what this worker settled so far, while the run is still its own
@@ -530,9 +534,10 @@ class ChunkSender:
             self.sql.upsert_sends(self.rows)
             for note in self.notes:
                 self.sql.note(**note)
-            lease_until = e.clock.utcnow() + self.campaigns._lease()
-            if not self.sql.advance(self.run.id, self.token, self.cursor, lease_until, self.counts):
+            now = e.clock.utcnow()
+            if not self.sql.advance(self.run.id, self.token, self.cursor, now + self.campaigns._lease(), self.counts):
                 raise LeaseLost()  # rolls the rows back: the new holder settles them
+        self.renew_at = now + self.campaigns._lease() / 2
         self.rows, self.notes = [], []
         self.counts.clear()
 

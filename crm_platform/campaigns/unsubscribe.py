@@ -3,15 +3,20 @@
 The token is ``itsdangerous``-signed with ``SECRET_KEY`` and names the
 member (entity and id); it does not expire, since an unsubscribe link must
 keep working in an old email. The opt-out is a field of the member, set
-through the write path: contacts get ``unsubscribed = true``; leads, which
-have a marketing consent field instead, get ``gdpr_consent = false`` (a
-lead without consent gets no campaign email, so both mean "no marketing").
+through the write path: contacts get ``unsubscribed = true``; leads, whose
+campaign email depends on their marketing consent, get ``gdpr_consent =
+false`` and, where the entity has the field, ``unsubscribed = true`` too
+(which also ends their follow-up sequences; a lead who never gave consent
+still gets the replies to their own request). An unsubscribe is for the
+address, as people mean it: every contact and lead with the same email
+(ignoring case) is opted out with it.
 """
 
 from __future__ import annotations
 
 import functools
 
+import peewee
 from itsdangerous import BadSignature, URLSafeSerializer
 
 from ..errors import NotFound
@@ -52,12 +57,44 @@ def opted_out(entity: str, record) -> bool:
 
 
 def unsubscribe(crm, entity: str, member_id: int):
-    """Record the member's opt-out through the write path; returns the record."""
+    """Record the opt-out of the member and of every other member with its address, through the
+    write path; returns the member's record."""
     record = crm.compiled.entities[entity].model.get_or_none(id=member_id)
     if record is None:
         raise NotFound("this unsubscribe link is for a record that no longer exists")
-    if opted_out(entity, record):
-        return record
-    field, value = OPT_OUT[entity]
     who = Actor(user_id=None, superuser=True, name="unsubscribe link")
-    return crm.records.update(entity, member_id, {field: value}, who, "form")
+    address = (getattr(record, "email", None) or "").strip().lower()
+    for other_entity, other in [(entity, record), *_same_address(crm, address, (entity, member_id))]:
+        change = _opt_out_change(crm, other_entity, other)
+        if change:
+            updated = crm.records.update(other_entity, other.id, change, who, "form")
+            if other is record:
+                record = updated
+    return record
+
+
+def _opt_out_change(crm, entity: str, record) -> dict:
+    """The fields to set so that ``record`` gets no more campaign (or follow-up) email."""
+    field, value = OPT_OUT[entity]
+    change = {} if opted_out(entity, record) else {field: value}
+    if field != "unsubscribed" and "unsubscribed" in crm.compiled.entities[entity].definition.fields:
+        if not getattr(record, "unsubscribed", False):
+            change["unsubscribed"] = True
+    return change
+
+
+def _same_address(crm, address: str, this: tuple[str, int]) -> list:
+    """(entity, record) of the other members whose email is ``address`` (ignoring case)."""
+    if not address:
+        return []
+    found = []
+    for entity in OPT_OUT:
+        model = crm.compiled.entities[entity].model
+        for record in model.select().where(_lower(model.email) == address):
+            if (entity, record.id) != this:
+                found.append((entity, record))
+    return found
+
+
+def _lower(column):
+    return peewee.fn.LOWER(peewee.fn.TRIM(column))

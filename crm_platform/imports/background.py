@@ -116,12 +116,18 @@ def discard_upload(crm, job) -> None:
     """Delete the folder of a web upload once its job is done (the error report lives in the database).
 
     Only a folder directly under ``IMPORT_DIR`` is removed: a file imported from elsewhere
-    (the CLI) is the person's own.
+    (the CLI) is the person's own. A folder another unfinished job still reads (a contacts
+    file's contact job, when its account job was run alone by the sweep or "Resume") stays.
     """
     root = crm.config.get("IMPORT_DIR")
     folder = Path(job.path).parent
-    if root and folder.parent == Path(root).resolve():
-        shutil.rmtree(folder, ignore_errors=True)
+    if not root or folder.parent != Path(root).resolve():
+        return
+    ImportJob = crm.tables.ImportJob
+    unfinished = ImportJob.select(ImportJob.path).where((ImportJob.status != "done") & (ImportJob.id != job.id))
+    if any(Path(other.path).parent == folder for other in unfinished):
+        return
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def prune_uploads(crm, older_than: dt.timedelta = ABANDONED_AFTER) -> int:
@@ -150,7 +156,13 @@ def stopped(crm, job) -> bool:
     limit = crm.clock.utcnow() - stale_after(crm)
     if job.status == "running":
         return job.heartbeat_at is not None and job.heartbeat_at <= limit
-    return job.status == "queued" and (job.heartbeat_at or job.created_at) <= limit
+    if job.status != "queued" or (job.heartbeat_at or job.created_at) > limit:
+        return False
+    # A contacts file's contact job waits while a live worker runs its account job first.
+    before = (job.options or {}).get("after")
+    ImportJob = crm.tables.ImportJob
+    first = ImportJob.get_or_none(ImportJob.id == before) if before is not None else None
+    return not (first is not None and first.status == "running" and first.heartbeat_at and first.heartbeat_at > limit)
 
 
 def sweep(crm, enqueue: Callable[[int], None]) -> int:

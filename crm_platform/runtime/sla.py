@@ -374,6 +374,9 @@ def _effect(crm: CRM, ce: CompiledEntity, record_id: int, policy: CompiledPolicy
         who = f"{_user_name(crm, lead)}, the team lead of {_team_label(crm, team)}"
         if owner == lead:
             return f"assigned to {who} already"
+        info = crm.directory.get(lead)
+        if info is not None and info.away:  # away means no new assignments (docs/runtime.md), escalated or not
+            return f"{who}, is away; not reassigned"
         crm.records.update(ce.name, record_id, {definition.owner_field.name: lead}, Actor.system(), "system",
                            cause=cause)  # fmt: skip
         return f"reassigned to {who}"

@@ -48,22 +48,27 @@ def sync_rules(crm, once: bool = False) -> tuple[int, int]:
     timers of a removed or disabled rule, of a follow-up step that no longer
     exists, or of a trigger that changed are cancelled with a note on the
     record's timeline. ``once``: skip if this engine already synced this
-    definition version.
+    definition version. A process on older definitions than the newest
+    registered cancels nothing.
     """
     version = crm.definition_version
     if once and crm.timers.synced_version == version:
         return 0, 0
     rules = crm.compiled.rules.rules
-    Timer = crm.tables.Timer
+    Timer, Version = crm.tables.Timer, crm.tables.DefinitionVersion
     now = crm.clock.utcnow()
     seeded = cancelled = 0
     with crm.database.atomic():
+        # A process on older definitions than another one registered (a worker not yet
+        # redeployed) must not cancel what the newer ones scheduled: it only seeds (the
+        # timer keys stop a second timer), and what no longer fits is skipped when it fires.
+        older = (Version.select(pw.fn.MAX(Version.id)).scalar() or 0) > version
         mine = Timer.kind.in_(("follow_up", *RULE_WIDE))
         pending = list(Timer.select().where((Timer.status == "pending") & mine))
         kept = set()
         for timer in pending:
-            why = _obsolete(timer, rules)
-            if why is None:
+            why = obsolete(timer, rules)
+            if why is None or older:
                 kept.add((timer.kind, timer.rule))
                 continue
             if crm.timers.cancel(timer, why, note_on_record=f"{describe(timer)} cancelled: {why}"):
@@ -82,7 +87,7 @@ def sync_rules(crm, once: bool = False) -> tuple[int, int]:
     return seeded, cancelled
 
 
-def _obsolete(timer, rules: dict[str, CompiledRule]) -> str | None:
+def obsolete(timer, rules: dict[str, CompiledRule]) -> str | None:
     """Why a pending timer no longer fits the definitions (None if it does)."""
     rule = rules.get(timer.rule)
     if rule is None:
@@ -189,8 +194,22 @@ def fire_date(crm, timer, now: dt.datetime, resumed: bool = False) -> None:
     _settle(crm, timer, now, rule, nxt, "fired", note)
 
 
+def reschedule(crm, timer, now: dt.datetime) -> None:
+    """After a firing given up (``runtime/timers.py``, in its transaction): the rule's next regular
+    run, so that one failing firing does not end the rule's schedule until the next worker start."""
+    rule = _live_rule(crm, timer)
+    if rule is None:
+        return
+    if rule.trigger.kind == "every":
+        nxt = next_on_grid(now, period(rule.trigger))
+    else:
+        nxt = local_hour(crm, crm.ctx.local_date(now) + dt.timedelta(days=1))
+    _schedule_next(crm, timer, rule, nxt)
+
+
 # Both work in steps: a transaction per page of records, then one that settles (runtime/timers.py).
 fire_every.in_steps = fire_date.in_steps = True
+fire_every.reschedule = fire_date.reschedule = reschedule
 
 
 def _settle(crm, timer, now, rule: CompiledRule | None, nxt: dt.datetime | None, status: str, note: str) -> None:
@@ -198,15 +217,19 @@ def _settle(crm, timer, now, rule: CompiledRule | None, nxt: dt.datetime | None,
     with crm.database.atomic():
         crm.timers.settle(timer, now, status, note)  # frees the rule's timer key for the next one
         if rule is not None:
-            crm.timers.schedule(
-                timer.kind, f"{timer.kind}/{rule.name}", nxt, entity=rule.trigger.entity, rule=rule.name,
-                payload={"trigger": trigger_spec(rule.trigger)}, repeat=True,
-            )  # fmt: skip
+            _schedule_next(crm, timer, rule, nxt)
+
+
+def _schedule_next(crm, timer, rule: CompiledRule, nxt: dt.datetime) -> None:
+    crm.timers.schedule(
+        timer.kind, f"{timer.kind}/{rule.name}", nxt, entity=rule.trigger.entity, rule=rule.name,
+        payload={"trigger": trigger_spec(rule.trigger)}, repeat=True,
+    )  # fmt: skip
 
 
 def _live_rule(crm, timer) -> CompiledRule | None:
     rule = crm.compiled.rules.rules.get(timer.rule)
-    if rule is None or _obsolete(timer, crm.compiled.rules.rules) is not None:
+    if rule is None or obsolete(timer, crm.compiled.rules.rules) is not None:
         return None
     return rule
 

@@ -21,7 +21,8 @@ long: the timer is claimed as ``running`` with a lease, and
 transaction of its own with keys that make a repeat harmless, then settles
 the timer (``settle``) in its last transaction, with the next timer. A
 worker that dies mid-way leaves it running; once the lease is over, the
-next run resumes it.
+next run resumes it. A firing given up after its attempts calls the
+handler's ``reschedule`` (if it has one), so a recurring job goes on.
 """
 
 from __future__ import annotations
@@ -239,10 +240,12 @@ class Timers:
             running = (Timer.id == timer.id) & (Timer.status == "running")
             with self.engine.database.atomic():
                 if attempts >= self.settings.max_attempts:
-                    Timer.update(
+                    given_up = Timer.update(
                         status="failed", attempts=attempts, note=error, fired_at=now, lease_until=None,
                         key=_leaving_key(timer),
                     ).where(running).execute()  # fmt: skip
+                    if given_up and hasattr(handler, "reschedule"):  # a recurring job: its next run still comes
+                        handler.reschedule(self.engine, timer, now)
                 else:
                     retry_at = now + dt.timedelta(seconds=self.settings.retry_base_seconds * 2 ** (attempts - 1))
                     Timer.update(attempts=attempts, note=error, lease_until=retry_at).where(running).execute()

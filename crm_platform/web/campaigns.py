@@ -80,11 +80,16 @@ def start(campaign_id: int):
             scheduled_at = local.replace(tzinfo=formats().tz).astimezone(dt.UTC).replace(tzinfo=None)
             if scheduled_at <= crm().clock.utcnow():
                 errors["scheduled_at"] = ["This time is past: choose a later one, or send now."]
+    # Only a segment the page offers: another user's private saved view is refused like an unknown one.
+    who = actor()
+    segment = request.form.get("segment", "")
+    if segment not in {offered.ref for offered in seg.available(crm(), who.user_id, who.superuser)}:
+        segment = ""
     if not errors:
         try:
             run = crm().campaigns.start(
-                campaign.id, request.form.get("segment", ""), request.form.get("template", ""), step,
-                user_id=actor().user_id, scheduled_at=scheduled_at,
+                campaign.id, segment, request.form.get("template", ""), step,
+                user_id=who.user_id, scheduled_at=scheduled_at,
             )  # fmt: skip
         except ValidationError as error:
             errors = error.errors

@@ -58,7 +58,9 @@ DEFAULT_MAX_BYTES = 50 * 1024 * 1024
 MULTIPART_SLACK = 64 * 1024  # the form's other fields and the multipart boundaries around the file
 UPLOAD_META = background.UPLOAD_META
 TOKEN = re.compile(r"[0-9a-f]{32}")
+START_LOCK = "starting.lock"  # created by the one "Start import" post that starts the job
 SAVE_BLOCK = 1024 * 1024
+MAX_STEM = 100  # characters of an upload's name kept on disk (the pages show the name as given)
 
 
 def max_bytes() -> int:
@@ -136,6 +138,8 @@ def state(job) -> dict:
         "error": job.error if job.status == "failed" else None,
         "finished": finished,
         "stopped": background.stopped(crm(), job),
+        # A contacts file's contact job runs after its account job (``options.after``).
+        "waits_for": (job.options or {}).get("after") if job.status == "queued" else None,
     }
 
 
@@ -236,6 +240,9 @@ def new():
     except FileRejected as error:
         shutil.rmtree(folder, ignore_errors=True)
         return _upload_page(entity, {"file": [str(error)]}, 422)
+    except BaseException:  # a dropped connection, a reader bug: no upload.json yet, so the sweep would never prune it
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
     _write_meta(folder, {"user": actor().user_id, "entity": entity, "file": path.name, "filename": upload.filename})
     return redirect(url_for("imports.mapping", token=token))
 
@@ -243,8 +250,9 @@ def new():
 def safe_name(filename: str) -> str:
     """A file name safe on disk that keeps the extension (the reader goes by it)."""
     name = Path(filename.replace("\\", "/")).name
-    stem = secure_filename(Path(name).stem) or "upload"
-    suffix = secure_filename(Path(name).suffix.lstrip(".")).lower()
+    # Short: a file system allows 255 bytes, and a contacts file's account job adds ".accounts-XXXX.csv".
+    stem = secure_filename(Path(name).stem)[:MAX_STEM] or "upload"
+    suffix = secure_filename(Path(name).suffix.lstrip(".")).lower()[:MAX_STEM]
     return f"{stem}.{suffix}" if suffix else stem
 
 
@@ -435,9 +443,28 @@ def _placed(errors: dict[str, list[str]], header: list[str]) -> dict:
 
 
 def _start(upload: Upload, ce: CompiledEntity, chosen: dict[str, str], options: Options):
-    # A contacts file (vCard, Google, Outlook) may first need an account job for its new
-    # companies; the worker runs that one before the contact job it is handed.
-    started = start_contacts(crm(), upload.path, actor=actor(), entity=ce.name, mapping=chosen, options=options)
+    # Two "Start import" posts at once (a double click) both find no job in upload.json:
+    # only the one that creates the lock file starts; the other is led to the stored job,
+    # or, while it is being stored, back to the mapping step, which leads to it then.
+    lock = upload.folder / START_LOCK
+    try:
+        lock.touch(exist_ok=False)
+    except FileExistsError:
+        # Stored already (by the other post, or by a process that died before writing upload.json): that job.
+        ImportJob = crm().tables.ImportJob
+        mine = (ImportJob.path == str(upload.path.resolve())) & (ImportJob.user == actor().user_id)
+        stored = ImportJob.select(ImportJob.id).where(mine).order_by(ImportJob.id.desc()).first()
+        if stored is not None:
+            return redirect(url_for("imports.job_page", job_id=stored.id))
+        flash("This import is being started already.", "info")
+        return redirect(url_for("imports.mapping", token=upload.folder.name))
+    try:
+        # A contacts file (vCard, Google, Outlook) may first need an account job for its new
+        # companies; the worker runs that one before the contact job it is handed.
+        started = start_contacts(crm(), upload.path, actor=actor(), entity=ce.name, mapping=chosen, options=options)
+    except BaseException:
+        lock.unlink(missing_ok=True)  # nothing was stored: the person may correct and start again
+        raise
     job = started[-1]
     # The upload now belongs to the job: the mapping step's URL leads to it from here on.
     _write_meta(upload.folder, upload.meta | {"job": job.id})

@@ -5,6 +5,7 @@ sends test events and redelivers from the log."""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
 import hmac
@@ -14,6 +15,7 @@ import re
 import shutil
 import threading
 import time
+import zlib
 
 import pytest
 
@@ -457,16 +459,29 @@ def field_error(html: str, field: str) -> list[str]:
     return [] if match is None else [m.strip() for m in re.findall(r"<li>(.*?)</li>", match.group(1), re.S)]
 
 
-def test_an_admin_creates_a_subscription_and_its_secret_is_shown_once_then_masked(sign_in, web_crm):
+def test_an_admin_creates_a_subscription_its_secret_masked_and_revealed_only_by_a_post(sign_in, web_crm):
     admin = sign_in("admin")
-    response = admin.post("/admin/webhooks/new/", data=form_data(), follow_redirects=True)
-    html = response.get_data(as_text=True)
+    created = admin.post("/admin/webhooks/new/", data=form_data())
+    assert created.status_code == 302
+    # The flash message waits in the session cookie, which is signed, not encrypted: no secret in it.
+    flashed = session_payload(admin.get_cookie("session").value)
+    assert "created: copy its signing secret" in flashed
+    html = admin.get(created.headers["Location"]).get_data(as_text=True)
     row = web_crm.tables.WebhookSubscription.get()
+    assert row.secret not in flashed
     assert (row.name, row.entity, row.events, row.url, row.active) == (
         "ERP", "lead", ["created", "updated"], "https://erp.example.com/hook", True,
     )  # fmt: skip
     assert row.created_by == web_fixtures.user_id(web_crm, "admin")
-    assert row.secret.startswith("whsec_") and row.secret in html  # shown once, on the page after creation
+    assert row.secret.startswith("whsec_") and row.secret not in html
+    assert "Subscription &#39;ERP&#39; created: copy its signing secret with &#34;Reveal secret&#34;." in html
+
+    assert admin.get(f"/admin/webhooks/reveal/{row.id}").status_code == 405
+    revealed = admin.post(f"/admin/webhooks/reveal/{row.id}")
+    assert revealed.status_code == 200 and row.secret in revealed.get_data(as_text=True)
+    assert revealed.headers["Cache-Control"] == "no-store"
+    assert admin.post("/admin/webhooks/reveal/999").status_code == 404
+    assert sign_in("anna").post(f"/admin/webhooks/reveal/{row.id}").status_code == 403
 
     listing = admin.get("/admin/webhooks/").get_data(as_text=True)
     assert "https://erp.example.com/hook" in listing and "••••" + row.secret[-4:] in listing
@@ -482,6 +497,14 @@ def test_an_admin_creates_a_subscription_and_its_secret_is_shown_once_then_maske
 
     assert admin.post("/admin/webhooks/delete/", data={"id": row.id}).status_code == 302
     assert web_crm.tables.WebhookSubscription.select().count() == 0
+
+
+def session_payload(cookie: str) -> str:
+    """What anyone holding the session cookie can read: its payload, unsigned (zlib when it starts with '.')."""
+    compressed = cookie.startswith(".")
+    payload = cookie.lstrip(".").split(".")[0]
+    data = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+    return (zlib.decompress(data) if compressed else data).decode()
 
 
 def test_every_webhook_page_opens_for_the_admin_with_the_definitions_choices(sign_in, web_crm, receiver):

@@ -2,14 +2,16 @@
 
 Every write goes through ``crm.webhooks`` (``runtime/subscriptions.py``),
 which validates and forgets its cached list; its field errors come back on
-the form. A secret left empty is generated; it is shown once, on the page
-after creation, and masked everywhere afterwards (the edit form never holds
-it: a new one may be typed in, or the field left empty to keep it).
+the form. A secret left empty is generated. It is masked on every page (the
+edit form never holds it: a new one may be typed in, or the field left empty
+to keep it) and shown only in the answer to an admin's "Reveal secret" POST,
+never in a flash message: those travel in the session cookie, which is signed
+but not encrypted.
 """
 
 from __future__ import annotations
 
-from flask import flash, has_request_context, redirect
+from flask import abort, flash, has_request_context, make_response, redirect
 from flask_admin import expose
 from flask_admin.contrib.peewee.filters import FilterEqual
 from flask_admin.helpers import get_redirect_target
@@ -112,7 +114,7 @@ class SubscriptionsView(ConsoleModelView):
             show_errors(form, error)
             flash("The subscription was not created; see the messages below.", "error")
             return False
-        flash(f"The signing secret of {row.name!r}, shown only now: {secret}", "success")
+        flash(f'Subscription {row.name!r} created: copy its signing secret with "Reveal secret".', "success")
         return row
 
     def update_model(self, form, model) -> bool:
@@ -141,6 +143,17 @@ class SubscriptionsView(ConsoleModelView):
     def deliveries_url(self, subscription_id: int) -> str:
         """The delivery log filtered to one subscription."""
         return self.get_url("console_webhook_deliveries.index_view", **{SUBSCRIPTION_FILTER: subscription_id})
+
+    @expose("/reveal/<int:subscription_id>", methods=["POST"])
+    def reveal_view(self, subscription_id: int):
+        """The subscription's signing secret, in this answer only (a POST: not cached, not in a link)."""
+        try:
+            subscription = crm().webhooks.get(subscription_id)
+        except NotFound:
+            abort(404)
+        response = make_response(self.render("admin/console/webhook_secret.html", subscription=subscription))
+        response.headers["Cache-Control"] = "no-store"
+        return response
 
     @expose("/test/<int:subscription_id>", methods=["POST"])
     def test_view(self, subscription_id: int):

@@ -96,6 +96,22 @@ def test_a_yaml_segment_selects_with_list_filters_and_a_saved_view_is_a_segment(
         seg.resolve(crm, deal_view)
 
 
+def test_a_run_reaches_only_the_members_its_starter_may_read(crm):
+    from crm_platform.campaigns import segments as seg
+
+    rep = runtime_fixtures.user(crm, "rita@example.com", roles=["sales"])  # contacts: own records only
+    manager = runtime_fixtures.user(crm, "mona@example.com", roles=["marketing"])
+    mine = contact(crm, "Adler", "adler@x.example", owner=rep.user_id)
+    theirs = contact(crm, "Bauer", "bauer@x.example")
+    everyone = seg.resolve(crm, "yaml:newsletter_contacts")
+
+    assert seg.member_ids(crm, everyone, rep.user_id) == [mine.id]
+    assert sorted(seg.member_ids(crm, everyone, manager.user_id)) == sorted([mine.id, theirs.id])
+    crm.directory.update_user(rep.user_id, active=False)
+    with pytest.raises(Exception, match=f"user #{rep.user_id}, who started the run, is no longer active"):
+        seg.member_ids(crm, everyone, rep.user_id)
+
+
 def test_segment_files_with_mistakes_are_reported_at_file_line_column(tmp_path):
     pack = tmp_path / "pack"
     shutil.copytree(PROJECT, pack, ignore=shutil.ignore_patterns(".venv", "tests", "instance", ".git", "*.pyc"))

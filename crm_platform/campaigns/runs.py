@@ -270,7 +270,7 @@ class Campaigns:
             run = Run.get_by_id(run_id)
             if run.members is None:
                 try:
-                    members = seg.member_ids(e, seg.resolve(e, run.segment))
+                    members = seg.member_ids(e, seg.resolve(e, run.segment), run.created_by)
                 except NotFound as error:
                     Run.update(status="stopped", error=str(error), finished_at=now, lease_token=None,
                                lease_until=None).where(Run.id == run_id).execute()  # fmt: skip

@@ -63,14 +63,26 @@ def resolve(crm, ref: str) -> Segment:
     raise NotFound(f"there is no segment {ref!r}")
 
 
-def member_ids(crm, segment: Segment) -> list[int]:
-    """The ids of the segment's records now, in the list's order."""
+def member_ids(crm, segment: Segment, user_id: int | None = None) -> list[int]:
+    """The ids of the segment's records now, in the list's order.
+
+    ``user_id`` is who started the run: a role that reads only its own records
+    reaches only its own members, as on the list page. Raises ``NotFound`` when
+    that user is no longer active.
+    """
     from ..web.formats import Formats
     from ..web.listing import apply
 
     ce = crm.compiled.entities[segment.entity]
-    request = _request(ce, segment.query)
-    query = apply(ce.model.select(ce.model.id), ce, request, Formats(crm.settings))
+    base = ce.model.select(ce.model.id)
+    if user_id is not None:
+        try:
+            actor = crm.directory.actor(user_id)
+        except LookupError:
+            raise NotFound(f"user #{user_id}, who started the run, is no longer active") from None
+        if crm.permissions.own_only(actor, ce.name, "read"):
+            base = base.where(getattr(ce.model, crm.permissions.owner_field(ce.name)) == actor.user_id)
+    query = apply(base, ce, _request(ce, segment.query), Formats(crm.settings))
     return [row[0] for row in query.tuples()]
 
 

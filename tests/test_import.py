@@ -293,6 +293,30 @@ class Crash(Exception):
     pass
 
 
+def test_run_job_uses_the_rows_start_read_only_while_the_file_is_unchanged(crm, tmp_path):
+    path = write_csv(tmp_path / "leads.csv", [lead_row(1), lead_row(2)])
+    job = start(crm, "lead", path, actor=SYSTEM, options=Options(rules=False))
+    stat = path.stat()
+    # Same size and modification time: what start read is imported, not the file again.
+    write_csv(path, [lead_row(3), lead_row(4)])
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert run_job(crm, job.id, read=job.read).created == 2
+    assert [r.email for r in leads(crm)] == ["ann1@example.com", "ann2@example.com"]
+
+    # A changed file (a row more) is read again.
+    path = write_csv(tmp_path / "more.csv", [lead_row(5)])
+    job = start(crm, "lead", path, actor=SYSTEM, options=Options(rules=False))
+    write_csv(path, [lead_row(5), lead_row(6)])
+    done = run_job(crm, job.id, read=job.read)
+    assert done.created == 2
+    assert [r.email for r in leads(crm)][2:] == ["ann5@example.com", "ann6@example.com"]
+
+    # A read of another file is not used for this job's file.
+    job = start(crm, "lead", write_csv(tmp_path / "other.csv", [lead_row(7)]), actor=SYSTEM)
+    assert run_job(crm, job.id, read=start(crm, "lead", path, actor=SYSTEM).read).created == 1
+    assert leads(crm)[-1].email == "ann7@example.com"
+
+
 def test_a_job_interrupted_after_a_chunk_resumes_with_every_row_once(crm, tmp_path):
     path = write_csv(tmp_path / "big.csv", [lead_row(n) for n in range(250)])
     job = start(crm, "lead", path, actor=SYSTEM, options=Options(rules=False, chunk=100))

@@ -250,9 +250,9 @@ def test_a_lead_who_unsubscribed_gets_no_more_email_steps(crm, dach, clock):
     assert crm.timers.fire_due() == 2
     assert subjects(crm, "jane1@example.com") == ["Thanks for your interest, Jane"]
     assert subjects(crm, "jane2@example.com")[-1] == "Can we help you, Jane?"
-    assert (
-        timeline(crm, "lead", leaving.id)[-1] == f"Follow-up step 2 of rule '{WELCOME}' stopped: the lead unsubscribed"
-    )
+    step = f"Follow-up step 2 of rule '{WELCOME}'"
+    assert timeline(crm, "lead", leaving.id)[-1] == f"{step} stopped: the lead unsubscribed"
+    assert timeline(crm, "lead", staying.id)[-1] == f"{step} sent: 1 action planned"
 
 
 def test_a_deleted_record_ends_its_sequence(seq, clock):

@@ -260,6 +260,31 @@ def _compile_value(schema: dict):
     bounds = [schema.get(k) for k in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")]
     items = _compile_value(schema["items"]) if "items" in schema else None
     unique = schema.get("uniqueItems", False)
+    accept_null = nullable and null_option
+    minimum, maximum, above, below = bounds
+
+    # The usual fields, a text (or a choice) and a whole number: what check() below does for
+    # them, without its tests for the other kinds (bench/import.py runs one per cell).
+    if types == (str,) and fmt is None and pattern is None:
+
+        def check_text(value) -> bool:
+            if type(value) is not str:
+                return value is None and accept_null
+            if options is not None and value not in options:
+                return False
+            return low <= len(value) and (high is None or len(value) <= high)
+
+        return check_text
+    if types == (int,) and options is None and fmt is None:
+
+        def check_integer(value) -> bool:
+            if type(value) is not int:
+                return value is None and accept_null
+            if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+                return False
+            return not ((above is not None and value <= above) or (below is not None and value >= below))
+
+        return check_integer
 
     def check(value) -> bool:
         if value is None:
@@ -277,7 +302,6 @@ def _compile_value(schema: dict):
         elif kind is int or kind is float:
             if kind is float and not math.isfinite(value):
                 return False
-            minimum, maximum, above, below = bounds
             if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
                 return False
             if (above is not None and value <= above) or (below is not None and value >= below):

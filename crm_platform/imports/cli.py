@@ -101,7 +101,8 @@ def import_command(
 def _run(crm, job):
     click.echo(f"import job #{job.id}: {job.filename} -> {job.entity}, {job.total_rows} rows")
     with click.progressbar(length=job.total_rows - job.next_row, label="importing") as bar:
-        return jobs.run_job(crm, job.id, progress=bar.update)
+        # A job started here hands over the rows start read (unless the file changed since).
+        return jobs.run_job(crm, job.id, progress=bar.update, read=getattr(job, "read", None))
 
 
 def _summary(job) -> None:

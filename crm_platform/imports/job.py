@@ -3,7 +3,9 @@
 ``start(crm, entity, path, ...)`` reads the file, maps its columns and stores
 an ``ImportJob`` (nothing else is written; a file that cannot be read, a
 mapping error or a missing required column raises first). ``run_job(crm,
-job_id)`` then imports the rows in chunks of ``Options.chunk``: each chunk is
+job_id)`` then imports the rows in chunks of ``Options.chunk`` (reading the file
+again, unless the same process hands it ``read=job.read`` from ``start`` and the
+file's size and modification time are unchanged): each chunk is
 ONE transaction that also moves the job's ``next_row`` and counters, so after
 a crash (even SIGKILL) the job resumes at ``next_row`` with no row lost or
 written twice. A worker can call ``run_job`` as it is.
@@ -90,6 +92,27 @@ def _check_options(ce, options: Options, targets: set[str]) -> None:
         raise ValidationError(errors)
 
 
+@dataclass(frozen=True)
+class Read:
+    """A file as ``start`` read it, for ``run_job`` in the same process (kept in memory only)."""
+
+    path: str
+    stamp: tuple[int, int]  # size and modification time (ns) before the read
+    table: Table
+
+    def table_for(self, path: str) -> Table | None:
+        """The table, if ``path`` is this file and it has not changed since; else None."""
+        return self.table if path == self.path and _stamp(Path(path)) == self.stamp else None
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_size, stat.st_mtime_ns
+
+
 def _prepare(crm, entity: str, path: Path, given: dict | None, options: Options):
     ce = crm.records.entity(entity)
     table = read_table(path)
@@ -129,6 +152,7 @@ def start(crm, entity: str, path: Path, *, actor: Actor, mapping: dict | None = 
     """
     options = options or Options()
     path = Path(path).resolve()
+    stamp = _stamp(path)  # before the read: a change while reading is a change
     ce, table, mapped = _prepare(crm, entity, path, mapping, options)
     _require(crm, actor, entity, options)
     job = crm.tables.ImportJob.create(
@@ -144,6 +168,7 @@ def start(crm, entity: str, path: Path, *, actor: Actor, mapping: dict | None = 
         created_at=crm.ctx.now(),
     )
     job.notes = table.notes  # not stored: what the reader guessed (an encoding), to show now
+    job.read = Read(str(path), stamp, table) if stamp else None  # not stored: for run_job(read=...)
     return job
 
 
@@ -153,12 +178,16 @@ def _require(crm, actor: Actor, entity: str, options: Options) -> None:
         crm.permissions.require(actor, entity, "update")
 
 
-def run_job(crm, job_id: int, *, progress: Callable[[int], None] | None = None, after_chunk=None):
+def run_job(
+    crm, job_id: int, *, progress: Callable[[int], None] | None = None, after_chunk=None, read: Read | None = None
+):
     """Import the rows of job ``job_id`` from its ``next_row`` on; return the finished job.
 
     ``progress(n)`` is told after each chunk how many rows it settled; ``after_chunk(job)``
-    is called after each committed chunk (tests use it to simulate a crash). A file that
-    can no longer be read, or an actor who may not create, fails the job and raises.
+    is called after each committed chunk (tests use it to simulate a crash). ``read`` is
+    ``start``'s ``job.read`` in the same process: its rows are used if the job's file is
+    unchanged since (same size and modification time), else the file is read again. A file
+    that can no longer be read, or an actor who may not create, fails the job and raises.
     """
     ImportJob = crm.tables.ImportJob
     job = ImportJob.get_by_id(job_id)
@@ -169,7 +198,7 @@ def run_job(crm, job_id: int, *, progress: Callable[[int], None] | None = None, 
     try:
         _require(crm, actor, job.entity, options)
         ce = crm.records.entity(job.entity)
-        table = read_table(Path(job.path))
+        table = (read.table_for(job.path) if read else None) or read_table(Path(job.path))
         mapped = m.match(ce, table.header, job.mapping)
     except (FileRejected, ValidationError, PermissionDenied, NotFound) as error:  # recorded, then raised
         _fail(job, str(error))
@@ -206,6 +235,7 @@ class _Importer:
         self.crm, self.ce, self.table, self.columns = crm, ce, table, columns
         self.options, self.actor, self.job = options, actor, job
         self.lookups = rows.Lookups(crm.compiled, crm.tables)
+        self.payload = rows.Mapper(ce, columns, self.lookups)
         self.index = _KeyIndex(ce, options.match) if options.match else None
 
     def chunk(self, start: int, end: int) -> None:
@@ -214,7 +244,7 @@ class _Importer:
         with self.crm.tables.database.atomic():
             pending = []
             for number, cells in self.table.rows[start:end]:
-                data, errors = rows.payload(self.ce, self.columns, cells, self.lookups)
+                data, errors = self.payload(cells)
                 if errors:
                     counts[self.problem(number, cells, errors)] += 1
                 else:
@@ -318,16 +348,19 @@ class _KeyIndex:
         self.text = tuple(fd.type in rows.TEXT_KINDS for fd in self.fields)
         self.ids: dict[tuple, int] = {}
         self.last_id = 0
+        model = ce.model
+        columns = [getattr(model, v.storage_name(fd)) for fd in self.fields]
+        # Built once: the id after which to look is its only parameter.
+        self._sql, params = model.select(model.id, *columns).where(model.id > 0).order_by(model.id).sql()
+        if params != [0]:
+            raise RuntimeError(f"unexpected parameters {params} in {self._sql}")
+        # Raw rows: a text column needs no conversion, the others get their field's python_value.
+        self._convert = [None if is_text else c.python_value for c, is_text in zip(columns, self.text, strict=True)]
 
     def refresh(self) -> None:
         """Add the records stored since the last look."""
-        model = self.ce.model
-        columns = [getattr(model, v.storage_name(fd)) for fd in self.fields]
-        query = model.select(model.id, *columns).where(model.id > self.last_id).order_by(model.id)
-        ids, text = self.ids, self.text
-        # Raw rows: a text column needs no conversion, the others get their field's python_value.
-        convert = [None if is_text else column.python_value for column, is_text in zip(columns, text, strict=True)]
-        for record_id, *values in model._meta.database.execute_sql(*query.sql()):
+        ids, text, convert = self.ids, self.text, self._convert
+        for record_id, *values in self.ce.model._meta.database.execute_sql(self._sql, [self.last_id]):
             values = [x if f is None or x is None else f(x) for f, x in zip(convert, values, strict=True)]
             key = _normal(values, text)
             if key is not None and key not in ids:
@@ -343,6 +376,11 @@ class _KeyIndex:
 
     def key(self, data: dict) -> tuple | None:
         """The row's key (a payload in JSON form), or None if one of its fields is empty."""
+        if self.text == (True,):  # one text field (an email), the usual key: what _normal does, inline
+            value = data.get(self.fields[0].name)
+            if type(value) is str:
+                value = value.strip().casefold()
+                return (value,) if value else None
         values = []
         for fd, is_text in zip(self.fields, self.text, strict=True):
             value = data.get(fd.name)

@@ -65,28 +65,63 @@ def unneutralise(text: str) -> str:
 
 def payload(ce: CompiledEntity, columns: dict[int, str], cells: list, lookups: Lookups) -> tuple[dict, dict]:
     """(payload, errors per field) of one row; ``columns`` maps cell index -> target key."""
-    data, errors = {}, {}
-    fields = ce.definition.fields
-    for index, target in columns.items():
-        cell = cells[index] if index < len(cells) else None
-        if type(cell) is str:
-            cell = cell.strip()
-            if cell[:1] == "'":
-                cell = unneutralise(cell)
-        if cell is None or cell == "":
-            continue
-        fd = fields.get(target)
-        if fd is None:  # a money field's currency
-            data[target] = str(cell).strip().upper()
-            continue
-        if type(cell) is str and fd.type in TEXT_KINDS:  # most cells: the text as it is (value() does the same)
-            data[target] = cell
-            continue
-        try:
-            data[target] = value(fd, cell, lookups)
-        except ValueError as error:
-            errors.setdefault(target, []).append(str(error))
-    return data, errors
+    return Mapper(ce, columns, lookups)(cells)
+
+
+class Mapper:
+    """``payload`` for the rows of one file: each column's field looked up once, not per cell."""
+
+    def __init__(self, ce: CompiledEntity, columns: dict[int, str], lookups: Lookups):
+        fields = ce.definition.fields
+        # (cell index, target key, its field or None for a money field's currency, text as it is?,
+        # the reading of a cell for the common kinds, else None: value() decides)
+        self.plan = [
+            (
+                index,
+                target,
+                fields.get(target),
+                target in fields and fields[target].type in TEXT_KINDS,
+                _reading(fields[target]) if target in fields else None,
+            )
+            for index, target in columns.items()
+        ]
+        self.lookups = lookups
+
+    def __call__(self, cells: list) -> tuple[dict, dict]:
+        """(payload, errors per field) of the row ``cells``."""
+        data, errors = {}, {}
+        count = len(cells)
+        for index, target, fd, text, read in self.plan:
+            cell = cells[index] if index < count else None
+            if type(cell) is str:
+                cell = cell.strip()
+                if not cell:
+                    continue
+                if cell[0] == "'":
+                    cell = unneutralise(cell)
+                if text:  # most cells: the text as it is (value() does the same)
+                    data[target] = cell
+                    continue
+            elif cell is None:
+                continue
+            if fd is None:  # a money field's currency
+                data[target] = str(cell).strip().upper()
+                continue
+            try:
+                data[target] = read(cell) if read is not None else value(fd, cell, self.lookups)
+            except ValueError as error:
+                errors.setdefault(target, []).append(str(error))
+        return data, errors
+
+
+def _reading(fd):
+    """What ``value(fd, cell, ...)`` does for a field of a common kind (a whole number, a choice),
+    without its dispatch on the kind per cell; None for the other kinds."""
+    if fd.type == "integer":
+        return _integer
+    if fd.type == "choice":
+        return lambda cell: _choice(fd, str(cell).strip())
+    return None
 
 
 def value(fd, cell, lookups: Lookups):

@@ -72,10 +72,10 @@ class History:
         )
 
     def audit_created(self, entity, created: list[tuple[int, dict]], at, user_id, channel, cause: Cause | None):
-        """Audit a batch of new records, ``(record id, changes)`` each, with multi-row inserts.
+        """Audit a batch of new records, ``(record id, changes)`` each, with one ``executemany``.
 
-        Returns the audit ids in the order of ``created`` (read back with one query: a multi-row
-        insert tells no ids, and RETURNING does not promise the rows' order).
+        Returns the audit ids in the order of ``created`` (``PreparedInsert.many``: on SQLite
+        the consecutive rowids after the largest, else one statement per row).
         """
         if not created:
             return []
@@ -84,22 +84,7 @@ class History:
         )
         common = dict(entity=entity, operation="create", version=1, at=at, user_id=user_id, channel=channel, rule=rule,
                       definition_version=version, reason=reason, depth=depth)  # fmt: skip
-        self._insert_audit.all([{"record_id": rid, "changes": changes} for rid, changes in created], common)
-        Audit = self.tables.Audit
-        record_ids = [record_id for record_id, _ in created]
-        ours = set(record_ids)
-        ids: dict[int, int] = {}
-        # A range, not IN (...): one short query on the (entity, record_id, version) index.
-        query = Audit.select(Audit.record_id, Audit.id).where(
-            (Audit.entity == entity)
-            & (Audit.record_id.between(min(record_ids), max(record_ids)))
-            & (Audit.operation == "create")
-        )
-        for record_id, audit_id in self.tables.database.execute_sql(*query.sql()):  # two ints: no conversion
-            # SQLite may give a deleted record's id again: its old create audit has the lower id.
-            if record_id in ours and audit_id > ids.get(record_id, 0):
-                ids[record_id] = audit_id
-        return [ids[record_id] for record_id in record_ids]
+        return self._insert_audit.many([{"record_id": rid, "changes": changes} for rid, changes in created], common)
 
     def note(self, entity, record_id, at, kind, summary, *, detail=None, rule=None, outbox_id=None) -> None:
         """Add a timeline entry (an action's result, an email, an error)."""

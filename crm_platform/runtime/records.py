@@ -74,6 +74,9 @@ class Records:
         self._inserts: dict[str, PreparedInsert] = {}  # entity -> its INSERT, built on first use
         self._audited: dict[str, set[str]] = {}  # entity -> the names its audit records, likewise
         self._setters: dict[str, dict] = {}  # entity -> how _assign sets each field, likewise
+        self._initial: dict[str, dict] = {}  # entity -> a new record's stage (and probability), likewise
+        self._indexed: dict[str, bool] = {}  # entity -> its unique fields have unique indexes, likewise
+        self._among: dict[tuple, str] = {}  # (table, column, count) -> the SQL of _ids_among, likewise
 
     # --- reading -------------------------------------------------------------
 
@@ -130,11 +133,13 @@ class Records:
         ``ValidationError`` / ``PermissionDenied`` that refused it (a bad row stops no other).
 
         Every row gets the same steps and messages as ``create``, made once per batch where
-        they query: one query per link field, one for users and one per unique field (plus
-        the clashes between the rows: the first row keeps the value), one statement per
-        record on one cursor, one multi-row insert of the audit, then per record the same
-        planning as ``create`` (webhooks, rules unless ``rules=False``). Runs inside the
-        caller's transaction if there is one (an import's chunk), else in its own.
+        they query: one query per link field and one for users; one ``executemany`` of the
+        records, whose unique indexes check the unique values as in ``create`` (if they refuse
+        the batch: one query per unique field finds the clashes, between the rows the first
+        keeps the value, and the others are inserted); one ``executemany`` of the audit; then
+        per record the same planning as ``create`` (webhooks if a subscription listens, rules
+        unless ``rules=False``). Runs inside the caller's transaction if there is one (an
+        import's chunk), else in its own.
         """
         ce = self.entity(entity)
         payloads = [self._new_payload(ce, data, actor, channel) for data in rows]
@@ -146,12 +151,18 @@ class Records:
         now = self.ctx.now()
         fresh = {i: self._new_record(ce, payloads[i], now) for i, result in enumerate(results) if result is None}
         with self._transaction():
-            clashes = self._unique_clashes(ce, fresh)
+            # Unique values are checked by the insert itself, as in create, where the database has
+            # a unique index for each: only when one refuses the batch are the clashes looked up
+            # and the other rows inserted. Without such indexes (an older table), before.
+            by_index = self._unique_indexed(ce)
+            clashes = {} if by_index else self._unique_clashes(ce, fresh)
             saved = {i: record for i, record in fresh.items() if i not in clashes}
-            try:
-                with self.outbox.tables.database.atomic():
-                    self._insert_new(ce, list(saved.values()))
-            except pw.IntegrityError:  # a concurrent write took a unique value after the check
+            inserted = self._inserted(ce, saved)
+            if not inserted and by_index:
+                clashes = self._unique_clashes(ce, fresh)
+                saved = {i: record for i, record in fresh.items() if i not in clashes}
+                inserted = self._inserted(ce, saved)
+            if not inserted:  # a concurrent write took a unique value after the check
                 for i, record in list(saved.items()):
                     try:
                         with self._unique_race(ce, record):
@@ -170,8 +181,13 @@ class Records:
             audit_ids = self.history.audit_created(
                 ce.name, [(record.id, changes[i]) for i, record in saved.items()], now, actor.user_id, channel, cause
             )
-            for (i, record), audit_id in zip(saved.items(), audit_ids, strict=True):
-                self._planned(ce, record, "create", changes[i], {}, audit_id, actor, channel, cause, None, rules)
+            # Asked once for the batch: with no subscription and no rules, nothing is planned per record.
+            webhooks = self.webhooks is not None and self.webhooks.listens(ce.name, "create")
+            if webhooks or rules:
+                for (i, record), audit_id in zip(saved.items(), audit_ids, strict=True):
+                    args = (ce, record, "create", changes[i], {}, audit_id, actor, channel, cause, None, rules)
+                    self._planned(*args, webhooks=webhooks)
+            for i, record in saved.items():
                 results[i] = record
         return results
 
@@ -254,11 +270,15 @@ class Records:
 
     def _new_record(self, ce: CompiledEntity, payload: dict, now):
         """An unsaved record of a valid create payload: initial stages, values, stamps, computed fields."""
-        values = {}
-        for name, machine in ce.workflows.items():
-            values[name] = machine.initial
-            if machine.probability_field and machine.states[machine.initial].probability is not None:
-                values[machine.probability_field] = machine.states[machine.initial].probability
+        initial = self._initial.get(ce.name)
+        if initial is None:  # the same for every new record of the entity
+            initial = {}
+            for name, machine in ce.workflows.items():
+                initial[name] = machine.initial
+                if machine.probability_field and machine.states[machine.initial].probability is not None:
+                    initial[machine.probability_field] = machine.states[machine.initial].probability
+            self._initial[ce.name] = initial
+        values = initial.copy()
         setters = self._setters_of(ce)
         for name, value in payload.items():  # a payload's names are its model's field names
             field = setters[name][1] if name in setters else None
@@ -273,13 +293,37 @@ class Records:
         return record
 
     def _insert_new(self, ce: CompiledEntity, records: list) -> None:
-        """Insert new records (one prepared statement each, built once per entity); sets their ids."""
+        """Insert new records (a prepared statement built once per entity; a batch with one
+        ``executemany``, ``PreparedInsert.many``); sets their ids."""
         insert = self._inserts.get(ce.name)
         if insert is None:
             columns = tuple(name for name in ce.model._meta.fields if name != "id")
             insert = self._inserts[ce.name] = PreparedInsert(ce.model, columns)
-        for record, record_id in zip(records, insert.each([r.__data__ for r in records]), strict=True):
+        values = [r.__data__ for r in records]
+        ids = insert.many(values) if len(values) > 1 else insert.each(values)
+        for record, record_id in zip(records, ids, strict=True):
             record.id = record_id
+
+    def _unique_indexed(self, ce: CompiledEntity) -> bool:
+        """True if the database has a unique index on each unique field's column (asked once per entity)."""
+        known = self._indexed.get(ce.name)
+        if known is None:
+            model = ce.model
+            wanted = {getattr(model, f.name).column_name for f in ce.definition.fields.values() if f.unique}
+            indexes = model._meta.database.get_indexes(model._meta.table_name)
+            have = {index.columns[0] for index in indexes if index.unique and len(index.columns) == 1}
+            known = self._indexed[ce.name] = wanted <= have
+        return known
+
+    def _inserted(self, ce: CompiledEntity, records: dict) -> bool:
+        """Insert ``records`` (row -> record) in one go; False, with none of them inserted, if the
+        database refused one (a unique value taken)."""
+        try:
+            with self.outbox.tables.database.atomic():
+                self._insert_new(ce, list(records.values()))
+        except pw.IntegrityError:
+            return False
+        return True
 
     def _created_changes(self, ce: CompiledEntity, record) -> dict:
         """The audit changes of a create: every filled field (a link as its id) -> [None, value]."""
@@ -289,9 +333,13 @@ class Records:
             fields = ce.definition.fields.values()
             audited = {f.name for f in fields} | {f"{f.name}_currency" for f in fields if f.type == "money"}
             self._audited[ce.name] = audited
-        changes = {}
+        changes, as_is, to_json = {}, v.AS_IS, v.to_json
         for name, value in record.__data__.items():  # the values set, fewer than the fields
-            if name in audited and value is not None and (value := v.to_json(value)) not in ([], ""):
+            if value is None or name not in audited:
+                continue
+            if type(value) not in as_is:
+                value = to_json(value)
+            if value or not (value == "" or value == []):  # 0 and False are values, "" and [] are not
                 changes[name] = [None, value]
         return changes
 
@@ -310,7 +358,7 @@ class Records:
             wanted = set(values.values()) - {None}
             taken = {}
             for group in _groups(list(wanted)):
-                for value, record_id in ce.model.select(column, ce.model.id).where(_among(column, group)).tuples():
+                for value, record_id in self._ids_among(column, group):
                     taken.setdefault(value, record_id)
             first: dict = {}
             for i, value in values.items():
@@ -323,6 +371,26 @@ class Records:
                 else:
                     first[value] = i
         return clashes
+
+    def _ids_among(self, column, values: list) -> list[tuple]:
+        """(value, id) of the stored rows whose ``column`` is among ``values``, like
+        ``select(column, id).where(_among(column, values)).tuples()``: the SQL is built once per
+        column and count, with bare placeholders, and the values are bound directly (peewee's
+        node per value is ~3 us each)."""
+        model = column.model
+        database = model._meta.database
+        # Names, not the column: a peewee column's == builds an expression, which a dict takes for True.
+        key = (model._meta.table_name, column.column_name, len(values))
+        sql = self._among.get(key)
+        if sql is None:
+            placeholders = pw.SQL(f"({', '.join([database.param] * len(values))})")
+            sql, params = model.select(column, model.id).where(column.in_(placeholders)).sql()
+            if params:  # the IN list must be the query's only parameters
+                raise RuntimeError(f"unexpected parameters {params} in {sql}")
+            self._among[key] = sql
+        cursor = database.execute_sql(sql, list(map(column.db_value, values)))
+        convert = column.python_value
+        return [(None if value is None else convert(value), record_id) for value, record_id in cursor.fetchall()]
 
     def _validate(self, ce: CompiledEntity, payload: dict, actor: Actor, channel: str, partial: bool) -> None:
         errors = self._errors(ce, [payload], actor, channel, partial)[0]
@@ -343,7 +411,7 @@ class Records:
         results = []
         for payload in payloads:
             errors = ce.validator.errors(payload, partial=partial)
-            for name in payload:
+            for name in payload if not guarded.isdisjoint(payload) else ():  # most set no guarded field
                 if name not in guarded:
                     continue
                 if name in ce.workflows and (partial or payload[name] != ce.workflows[name].initial):
@@ -510,9 +578,12 @@ class Records:
         )
         self._planned(ce, record, operation, audit_changes, changed, audit_id, actor, channel, cause, form, rules)
 
-    def _planned(self, ce, record, operation, audit_changes, changed, audit_id, actor, channel, cause, form, rules):
-        """Plan what an audited change triggers (inside its transaction); ``rules=False`` plans no rule."""
-        if self.webhooks is not None:  # integrations hear of every change, rules or not
+    def _planned(
+        self, ce, record, operation, audit_changes, changed, audit_id, actor, channel, cause, form, rules, webhooks=True
+    ):
+        """Plan what an audited change triggers (inside its transaction); ``rules=False`` plans no rule,
+        ``webhooks=False`` (a batch whose entity has no subscription to it) no delivery."""
+        if webhooks and self.webhooks is not None:  # integrations hear of every change, rules or not
             self.webhooks.plan(ce, record, operation, audit_changes, audit_id, actor, channel)
         if not rules:
             return

@@ -85,6 +85,12 @@ class Subscriptions:
         subscribers = cache[2].get(entity)
         return [sub for sub in subscribers if event in sub.events] if subscribers else []
 
+    def listens(self, entity: str, operation: str) -> bool:
+        """True if an active subscription wants to hear of ``operation`` (create, update, ...) on ``entity``
+        (asked once for a batch of changes, which then plans deliveries per change only if so)."""
+        event = EVENT_OF.get(operation)
+        return bool(event and self.active_for(entity, event))
+
     def _load(self) -> dict[str, list[Active]]:
         Sub = self.tables.WebhookSubscription
         by_entity: dict[str, list[Active]] = {}

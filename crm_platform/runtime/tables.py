@@ -7,6 +7,7 @@ to one company's database: nothing here is module-level state.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from dataclasses import dataclass
 
@@ -50,15 +51,21 @@ class PreparedInsert:
         self.returning = " RETURNING " in self.sql.upper()
         self.database = model._meta.database
         self._names = [field.name for field in self.fields]
-        self._as_is = [(i, field, _BOUND_AS_IS.get(type(field))) for i, field in enumerate(self.fields)]
+        sqlite = isinstance(self.database, pw.SqliteDatabase)
+        self._as_is = [(i, field.name, _converter(field, sqlite), _BOUND_AS_IS.get(type(field)))
+                       for i, field in enumerate(self.fields)]  # fmt: skip
+        # executemany with ids: SQLite gives the rows of one statement run under the write lock
+        # consecutive rowids (the largest + 1) when the key is a plain AutoField (no AUTOINCREMENT).
+        self._consecutive = sqlite and not self.returning and type(model._meta.primary_key) is pw.AutoField
+        self._last = f'SELECT max("{model._meta.primary_key.column_name}") FROM "{model._meta.table_name}"'
 
     def _params(self, values: dict) -> list:
         params = list(map(values.get, self._names))
         # None is NULL for every field, and a str for a CharField is bound as it is: no call for those.
-        for i, field, kind in self._as_is:
+        for i, _, convert, kind in self._as_is:
             x = params[i]
             if x is not None and type(x) is not kind:
-                params[i] = field.db_value(x)
+                params[i] = convert(x)
         return params
 
     def __call__(self, **values) -> int:
@@ -81,33 +88,72 @@ class PreparedInsert:
                 ids.append(cursor.fetchone()[0] if returning else cursor.lastrowid)
         return ids
 
-    def all(self, rows: list[dict], common: dict | None = None) -> None:
-        """Insert ``rows`` with multi-row statements (no ids; the audit of a batch).
+    def many(self, rows: list[dict], common: dict | None = None) -> list[int]:
+        """Insert ``rows`` with one ``executemany`` inside the caller's transaction; their ids.
 
-        ``common`` holds the values every row has (converted once, not per row).
+        ``common`` holds the values every row has (converted once, not per row). On SQLite
+        the ids are known without reading them back: the rows get the rowids after the largest
+        one (read first, under the transaction's write lock), which is checked after the insert.
+        Elsewhere, outside a transaction, or near the largest rowid, the rows go one statement
+        each (``each``).
         """
-        # 999 parameters per statement: the limit of SQLite before 3.32.
-        per_statement = max(1, 999 // len(self.fields))
-        head, _, group = self.sql.partition(" VALUES ")
-        group = group.split(" RETURNING ")[0]
-        if common:
-            shared = self._params(common)
-            own = [(i, field, kind) for i, field, kind in self._as_is if field.name not in common]
-            rows = [_row_params(shared, own, values) for values in rows]
-        else:
-            rows = [self._params(values) for values in rows]
-        for start in range(0, len(rows), per_statement):
-            part = rows[start : start + per_statement]
-            params = [param for values in part for param in values]
-            self.database.execute_sql(f"{head} VALUES {', '.join([group] * len(part))}", params)
+        if not rows:
+            return []
+        database = self.database
+        if not (self._consecutive and database.in_transaction()):
+            return self.each([{**common, **values} for values in rows] if common else rows)
+        cursor = database.cursor()
+        with pw.__exception_wrapper__:  # the driver's errors as peewee's (IntegrityError), as execute_sql does
+            largest = cursor.execute(self._last).fetchone()[0] or 0
+            if largest + len(rows) >= _LARGEST_ROWID:  # SQLite would pick random free rowids
+                return self.each([{**common, **values} for values in rows] if common else rows)
+            cursor.executemany(self.sql, self._rows_params(rows, common))
+            last = cursor.execute("SELECT last_insert_rowid()").fetchone()[0]
+        if last != largest + len(rows):
+            raise RuntimeError(f"{self.sql}: rowids {largest + 1}..{last} are not consecutive for {len(rows)} rows")
+        return list(range(largest + 1, last + 1))
+
+    def _rows_params(self, rows: list[dict], common: dict | None) -> list[list]:
+        if not common:
+            return [self._params(values) for values in rows]
+        shared = self._params(common)
+        own = [item for item in self._as_is if item[1] not in common]
+        return [_row_params(shared, own, values) for values in rows]
+
+
+_LARGEST_ROWID = 2**63 - 1
 
 
 def _row_params(shared: list, own: list, values: dict) -> list:
     params = shared.copy()
-    for i, field, kind in own:
-        x = values.get(field.name)
-        params[i] = x if x is None or type(x) is kind else field.db_value(x)
+    for i, name, convert, kind in own:
+        x = values.get(name)
+        params[i] = x if x is None or type(x) is kind else convert(x)
     return params
+
+
+def _converter(field: pw.Field, sqlite: bool):
+    """``field.db_value``; on SQLite a datetime becomes the text the sqlite3 module's adapter (and
+    peewee's, on Python 3.12+) would bind, ``isoformat(" ")``, without that adapter's call per value."""
+    if type(field) is JSONField:  # its db_value without the call around it (None never gets here)
+        return _encode_json
+    db_value = field.db_value
+    if not (sqlite and type(field) is pw.DateTimeField):
+        return db_value
+    last = (None, None)  # the last datetime and its text: a batch's rows share their stamps
+
+    def convert(x):
+        nonlocal last
+        if type(x) is not dt.datetime:
+            return db_value(x)
+        seen = last  # read once, replaced whole: threads see a matching pair
+        if seen[0] is x:
+            return seen[1]
+        text = x.isoformat(" ")
+        last = (x, text)
+        return text
+
+    return convert
 
 
 @dataclass

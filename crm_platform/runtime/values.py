@@ -37,6 +37,7 @@ def to_json(value):
 
 
 _AS_IS = frozenset({str, int, float, bool, type(None), list, dict})
+AS_IS = _AS_IS  # the types to_json returns as they are (a check callers can inline)
 
 
 def payload_to_json(payload: dict) -> dict:

@@ -117,9 +117,11 @@ class CRM:
         """Create the platform's and the entities' tables, and the columns that existing
         tables lack (a database made by an earlier version); return the tables now present."""
         with self.database.connection_context():
+            # Columns first: creating the tables also creates any missing index
+            # (IF NOT EXISTS), and an index on a column not there yet would fail.
+            self.added_columns = add_missing_columns(self.database, self.tables.models + self.compiled.models)
             self.tables.create_tables()
             self.compiled.create_tables()
-            self.added_columns = add_missing_columns(self.database, self.tables.models + self.compiled.models)
             return self.database.get_tables()
 
     # --- the runtime ------------------------------------------------------------

@@ -99,6 +99,23 @@ def test_init_db_adds_the_columns_an_older_database_lacks(runner, app):
     assert runner.invoke(args=["init-db"]).output == "34 tables ready\n"
 
 
+def test_init_db_adds_a_unique_column_with_its_index(runner, app):
+    assert runner.invoke(args=["init-db"]).exit_code == 0
+    database = app.extensions["crm"].database
+    for index in database.get_indexes("contact"):
+        if index.columns == ["email"]:
+            database.execute_sql(f'DROP INDEX "{index.name}"')
+    database.execute_sql("ALTER TABLE contact DROP COLUMN email")
+
+    result = runner.invoke(args=["init-db"])
+
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0] == "added column contact.email"
+    assert [(i.columns, i.unique) for i in database.get_indexes("contact") if i.columns == ["email"]] == [
+        (["email"], True)
+    ]
+
+
 def test_a_required_column_is_not_added_to_an_existing_table(tmp_path):
     database = pw.SqliteDatabase(str(tmp_path / "old.sqlite3"))
 

@@ -142,6 +142,14 @@ def test_a_binary_file_named_csv_is_refused(crm, tmp_path):
     assert leads(crm) == []
 
 
+def test_a_cell_too_long_for_a_csv_reader_is_refused_with_the_reason(crm, tmp_path):
+    path = tmp_path / "huge.csv"
+    path.write_text("First name,Last name\nAnn," + "x" * 200_000 + "\n", encoding="utf-8")
+    with pytest.raises(FileRejected, match=r"huge.csv: cannot be read as CSV \(field larger than field limit"):
+        start(crm, "lead", path, actor=SYSTEM)
+    assert crm.tables.ImportJob.select().count() == 0
+
+
 def test_a_file_without_a_header_is_refused(crm, tmp_path):
     path = write_csv(tmp_path / "data.csv", [lead_row(2)], header=lead_row(1))
     with pytest.raises(ValidationError, match="no column of the first row names a field; is there a header row"):
@@ -336,6 +344,24 @@ def test_a_job_interrupted_after_a_chunk_resumes_with_every_row_once(crm, tmp_pa
     assert sorted(r.email for r in leads(crm)) == sorted(f"ann{n}@example.com" for n in range(250))
 
 
+def test_a_runner_overtaken_by_another_on_the_same_job_imports_nothing_twice(crm, tmp_path):
+    """A worker taking over a job it thought abandoned, or a second --resume: each chunk is
+    written by the runner whose starting row is still the job's, the other's rolls back."""
+    path = write_csv(tmp_path / "race.csv", [lead_row(n) for n in range(250)])
+    job = start(crm, "lead", path, actor=SYSTEM, options=Options(rules=False, chunk=100))
+    overtaken = []
+
+    def second_runner_finishes_the_job(job):
+        if not overtaken:
+            overtaken.append(run_job(crm, job.id))  # while the first still holds chunk 2 in memory
+
+    first = run_job(crm, job.id, after_chunk=second_runner_finishes_the_job)
+
+    assert overtaken[0].status == "done" and first.status == "done"
+    assert (first.created, first.next_row) == (250, 250)
+    assert sorted(r.email for r in leads(crm)) == sorted(f"ann{n}@example.com" for n in range(250))
+
+
 def test_a_resumed_job_keeps_the_columns_left_out(crm, tmp_path):
     path = write_csv(tmp_path / "left_out.csv", [lead_row(n) for n in range(4)])
     job = start(crm, "lead", path, actor=SYSTEM, mapping={"Company": ""}, options=Options(rules=False, chunk=2))
@@ -466,6 +492,19 @@ def test_the_cli_imports_and_writes_the_error_report(crm_app, tmp_path):
     assert "job #1 done: 1 created, 0 updated, 1 skipped, 1 failed of 3 rows" in result.output
     assert "1 rows not imported written to" in result.output
     assert report.read_text().splitlines()[1].startswith("3,Ann2,Lee2")
+
+
+def test_the_cli_error_report_neutralises_formula_cells(crm_app, tmp_path):
+    bad = lead_row(1, **{"First name": '=HYPERLINK("http://evil.example","x")', "Lead score": "-1+2"})
+    path = write_csv(tmp_path / "formulas.csv", [bad])
+    report = tmp_path / "errors.csv"
+    result = crm_app.test_cli_runner().invoke(args=["import", "lead", str(path), "--errors", str(report)])
+    assert result.exit_code == 0, result.output
+    with report.open(newline="") as out:
+        rows = list(csv.reader(out))
+    assert rows[1][1] == '\'=HYPERLINK("http://evil.example","x")'
+    assert rows[1][6] == "'-1+2"  # the score, as given
+    assert rows[1][-1].startswith("Lead score: ")
 
 
 def test_the_cli_exits_1_for_a_file_it_cannot_read(crm_app, tmp_path):

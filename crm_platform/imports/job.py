@@ -207,7 +207,12 @@ def run_job(
     importer = _Importer(crm, ce, table, mapped.columns, options, actor, job)
     while job.next_row < len(table.rows):
         before = job.next_row
-        importer.chunk(job.next_row, min(job.next_row + options.chunk, len(table.rows)))
+        try:
+            importer.chunk(job.next_row, min(job.next_row + options.chunk, len(table.rows)))
+        except _Overtaken:
+            # Another runner (a worker that took the job over, a second --resume) settled these
+            # rows first; this chunk was rolled back, and that runner carries on.
+            return ImportJob.get_by_id(job_id)
         if progress:
             progress(job.next_row - before)
         if after_chunk:
@@ -226,6 +231,10 @@ def _set(job, **values) -> None:
     ImportJob.update(**values).where(ImportJob.id == job.id).execute()
     for name, value in values.items():
         setattr(job, name, value)
+
+
+class _Overtaken(Exception):  # noqa: N818 - not an error: someone else did the work
+    """The job's ``next_row`` moved while this runner wrote a chunk: another runner has it."""
 
 
 class _Importer:
@@ -254,13 +263,15 @@ class _Importer:
             while pending:
                 pending = self.write(pending, counts)
             ImportJob = type(job)
-            ImportJob.update(
+            moved = ImportJob.update(
                 next_row=end,
                 created=ImportJob.created + counts["created"],
                 updated=ImportJob.updated + counts["updated"],
                 skipped=ImportJob.skipped + counts["skipped"],
                 failed=ImportJob.failed + counts["failed"],
-            ).where(ImportJob.id == job.id).execute()
+            ).where((ImportJob.id == job.id) & (ImportJob.next_row == start))
+            if not moved.execute():
+                raise _Overtaken(job.id)  # rolls the chunk back: its rows are another runner's
         # Only after the commit: the job object matches what is stored.
         job.next_row = end
         for name, count in counts.items():
@@ -409,7 +420,9 @@ def _normal(values: list, text: tuple[bool, ...]) -> tuple | None:
 def error_report(crm, job_id: int, out: TextIO) -> int:
     """Write the job's problems as CSV: row number, the original cells, then the reasons.
 
-    The ``errors`` column reads ``Field: message; ...``. Returns the number of rows written.
+    The ``errors`` column reads ``Field: message; ...``. Every cell a spreadsheet would run
+    as a formula (``= + - @`` first) gets a leading apostrophe, as in exports; importing the
+    report again removes it. Returns the number of rows written.
     """
     ImportJob, ImportProblem = crm.tables.ImportJob, crm.tables.ImportProblem
     job = ImportJob.get_by_id(job_id)
@@ -417,13 +430,14 @@ def error_report(crm, job_id: int, out: TextIO) -> int:
     first = ImportProblem.select().where(ImportProblem.job == job.id).first()
     header = [column for column, _ in first.data] if first else list(job.mapping)
     writer = csv.writer(out)
-    writer.writerow(["row", *header, "errors"])
+    writer.writerow(["row", *[rows.neutralise(column) for column in header], "errors"])
     count = 0
     problems = ImportProblem.select().where(ImportProblem.job == job.id).order_by(ImportProblem.row_number)
     for problem in problems:
         reasons = "; ".join(f"{_label(ce, name)}: {', '.join(messages)}" for name, messages in problem.errors.items())
-        cells = dict(problem.data)
-        writer.writerow([problem.row_number, *[cells.get(c, "") for c in header], reasons])
+        given = dict(problem.data)
+        cells = [rows.neutralise(given.get(column, "")) for column in header]
+        writer.writerow([problem.row_number, *cells, rows.neutralise(reasons)])
         count += 1
     return count
 

@@ -118,7 +118,10 @@ def read_csv(data: bytes, name: str) -> Table:
     text, encoding, notes = decode(data, name)
     first_line = text.split("\n", 1)[0]
     delimiter = max(",;\t", key=first_line.count)
-    rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
+    try:
+        rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
+    except csv.Error as error:  # e.g. a cell over the csv module's field limit (131,072 characters)
+        raise FileRejected(f"{name}: cannot be read as CSV ({error})") from None
     if not rows:
         raise FileRejected(f"{name}: the file holds no rows")
     # "".join(row).strip(): a row with a non-blank cell, one call instead of one per cell.

@@ -56,6 +56,13 @@ class Lookups:
         return titles.get(text.lower(), -1)
 
 
+def neutralise(text: str) -> str:
+    """A cell a spreadsheet would run as a formula gets a leading apostrophe (exports, error reports)."""
+    if text and text[0] in FORMULA_STARTS:
+        return "'" + text
+    return text
+
+
 def unneutralise(text: str) -> str:
     """``'=x`` -> ``=x``: undo an export's formula guard."""
     if len(text) > 1 and text[0] == "'" and text[1] in FORMULA_STARTS:

@@ -27,6 +27,7 @@ from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
 from ..compiler.compiled import CompiledEntity
 from ..compiler.forms import FieldSpec
+from ..imports.rows import neutralise
 from ..store import read_snapshot
 from . import listing, present
 from .auth import actor
@@ -34,7 +35,6 @@ from .state import crm, formats
 
 CHUNK = 1000
 EXCEL_DIGITS = 15  # a spreadsheet's numbers are doubles: longer numbers are written as text
-FORMULA_STARTS = "=+-@\t\r"
 XLSX_MIMETYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
@@ -99,13 +99,6 @@ def raw_value(record, column: Column):
     if column.currency:
         return getattr(record, column.name)
     return present.value_of(record, column.spec)
-
-
-def neutralise(text: str) -> str:
-    """A cell a spreadsheet would run as a formula gets a leading apostrophe."""
-    if text and text[0] in FORMULA_STARTS:
-        return "'" + text
-    return text
 
 
 # --- CSV -----------------------------------------------------------------------------

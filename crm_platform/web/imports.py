@@ -15,7 +15,6 @@ The work is done by ``crm_platform/imports``: this module asks and shows.
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import re
@@ -47,7 +46,6 @@ from ..imports.contacts import describe, preview_contacts, start_contacts
 from ..imports.job import ON_DUPLICATE
 from . import present
 from .auth import actor
-from .exports import neutralise
 from .state import crm
 
 bp = Blueprint("imports", __name__, url_prefix="/imports")
@@ -162,12 +160,8 @@ def status(job_id: int):
 def errors_csv(job_id: int):
     """The rows not imported, with their original cells and the reasons (formula-like cells neutralised)."""
     job = job_or_404(job_id)
-    report = io.StringIO()
-    error_report(crm(), job.id, report)
     out = io.StringIO()
-    writer = csv.writer(out)
-    for row in csv.reader(io.StringIO(report.getvalue())):
-        writer.writerow([neutralise(cell) for cell in row])
+    error_report(crm(), job.id, out)  # formula-like cells come neutralised
     name = secure_filename(Path(job.filename).stem) or "import"
     return Response(
         out.getvalue(),

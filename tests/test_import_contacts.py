@@ -163,6 +163,25 @@ def test_an_outlook_csv_in_cp1252_keeps_its_accents(crm, tmp_path):
     assert zoe.account_id == juergen.account_id
 
 
+def test_company_names_match_stored_accounts_whatever_their_spaces_and_case(crm, tmp_path):
+    stored = add_account(crm, "Acme  Widgets   GmbH")  # typed with extra spaces once
+    path = tmp_path / "google.csv"
+    path.write_text(
+        "First Name,Last Name,E-mail 1 - Value,Organization Name\n"
+        "Ann,One,ann@x.example,ACME WIDGETS GMBH\n"
+        "Bob,Two,bob@x.example,  acme widgets  gmbh \n"
+        "Cy,Three,cy@x.example,New  Corp\n"
+        "Di,Four,di@x.example,new corp\n",
+        encoding="utf-8",
+    )
+    accounts_job, contacts_job = import_contacts(crm, path)
+    assert account_names(crm) == ["Acme  Widgets   GmbH", "New Corp"]  # one new account, the first spelling
+    assert (contacts_job.created, contacts_job.failed) == (4, 0)
+    new_corp = records(crm, "account")[1].id
+    linked = {c.last_name: c.account_id for c in records(crm, "contact")}
+    assert linked == {"One": stored, "Two": stored, "Three": new_corp, "Four": new_corp}
+
+
 # --- vCard ---------------------------------------------------------------------------------------
 
 

@@ -33,6 +33,7 @@ from ..errors import ValidationError
 from ..runtime.users import Actor
 from . import job as jobs
 from . import mapping as m
+from . import rows
 from .reader import FileRejected, Table, decode, read_table
 
 COLUMNS = [
@@ -548,12 +549,12 @@ def _new_accounts(crm, ce, table: Table, mapped) -> tuple[list[str], str | None]
     else:
         return [], None
     account = crm.compiled.entities[fd.entity]
-    stored = {account.title_of(record).strip().lower() for record in account.model.select()}
+    stored = {rows.name_key(account.title_of(record)) for record in account.model.select()}
     names = {}
     for _number, cells in table.rows:
         name = " ".join(str(cells[index]).split()) if index < len(cells) else ""
-        if name and not name.isdigit() and name.lower() not in stored:
-            names.setdefault(name.lower(), name)  # the first spelling in the file wins
+        if name and not name.isdigit() and rows.name_key(name) not in stored:
+            names.setdefault(rows.name_key(name), name)  # the first spelling in the file wins
     return list(names.values()), fd.entity
 
 

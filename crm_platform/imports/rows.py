@@ -25,6 +25,11 @@ TRUE = {"yes", "y", "true", "1", "ja", "x", "on"}
 FALSE = {"no", "n", "false", "0", "nein", "off"}
 
 
+def name_key(text: str) -> str:
+    """How a name in a cell is compared with stored names: spaces collapsed, case ignored."""
+    return " ".join(text.split()).casefold()
+
+
 class Lookups:
     """Names -> ids for link and user cells, loaded once per import on first use."""
 
@@ -39,10 +44,10 @@ class Lookups:
             names = {}
             User = self.tables.User
             for user in User.select(User.id, User.name, User.email):
-                for key in (user.name.strip().lower(), user.email.strip().lower()):
+                for key in (name_key(user.name), name_key(user.email)):
                     names[key] = user.id if key not in names else None  # None: ambiguous
             self._cache["@user"] = names
-        return names.get(text.lower(), -1)
+        return names.get(name_key(text), -1)
 
     def record(self, entity: str, text: str) -> int | None:
         titles = self._cache.get(entity)
@@ -50,10 +55,10 @@ class Lookups:
             titles = {}
             ce = self.compiled.entities[entity]
             for record in ce.model.select():
-                key = ce.title_of(record).strip().lower()
+                key = name_key(ce.title_of(record))
                 titles[key] = record.id if key not in titles else None
             self._cache[entity] = titles
-        return titles.get(text.lower(), -1)
+        return titles.get(name_key(text), -1)
 
 
 def neutralise(text: str) -> str:

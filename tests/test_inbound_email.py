@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 
 import pytest
 from werkzeug.datastructures import FileStorage
@@ -14,6 +15,7 @@ from werkzeug.test import encode_multipart
 from crm_platform.runtime.users import Actor
 from crm_platform.seed import DEMO_PASSWORD, seed_demo
 
+from .conftest import PROJECT, edit, findings_of
 from .runtime_fixtures import build_app
 from .web_fixtures import cheap_password_hashes
 
@@ -355,12 +357,59 @@ def test_a_tag_in_the_recipient_names_the_record(crm, client):
     assert response.get_json()["matched"]["by"] == "address"
 
 
+def test_an_email_from_an_unknown_sender_becomes_a_ticket_routed_by_its_rules(crm, client):
+    """The default pack's ``inbound_email:`` (pack.yaml): what matches no record becomes a ticket."""
+    body = {
+        "from": "Sam Stranger <sam@example.net>",
+        "subject": "Printer " + "very " * 60 + "broken",
+        "text": "It prints nothing since Monday.\n\nOn Mon, Ann wrote:\n> old",
+        "message_id": "<new-1@example.net>",
+    }
+    answer = client.post(URL, headers=AUTH, json=body).get_json()
+
+    Ticket = crm.compiled.entities["ticket"].model
+    [ticket] = Ticket.select()
+    assert answer["matched"] == {"entity": "ticket", "id": ticket.id, "by": "created"}
+    assert (ticket.requester_email, ticket.requester_name, ticket.channel, ticket.status) == (
+        "sam@example.net", "Sam Stranger", "email", "new",
+    )  # fmt: skip
+    assert ticket.subject == body["subject"][:200] and ticket.description == body["text"]
+    assert ticket.team == "support"  # routed by "Route feature requests and other tickets"
+    [row] = stored(crm)
+    assert (row.entity, row.record_id, row.matched_by) == ("ticket", ticket.id, "created")
+    [created] = [e for e in crm.history.entries("ticket", ticket.id) if e.kind == "create"]
+    assert created.channel == "api"
+    assert timeline_entries(crm, "ticket", ticket.id)[0].summary.startswith(
+        "Created from an email from Sam Stranger <sam@example.net>: Printer very"
+    )
+    # A redelivery makes no second ticket; the sender's next email joins their ticket by address.
+    assert client.post(URL, headers=AUTH, json=body).get_json()["duplicate"] is True
+    more = client.post(URL, headers=AUTH, json={**body, "message_id": "<new-2@example.net>"}).get_json()
+    assert more["matched"] == {"entity": "ticket", "id": ticket.id, "by": "address"}
+    assert Ticket.select().count() == 1
+
+
+def test_an_inbound_email_setting_naming_unknown_fields_is_a_located_error(tmp_path):
+    pack = tmp_path / "pack"
+    shutil.copytree(PROJECT, pack, ignore=shutil.ignore_patterns(".*", "tests", "instance", "bench", "docs", "static"))
+    edit(pack / "pack.yaml", "requester_name: from_name}", "requester: from_name}")
+    edit(pack / "pack.yaml", "values: {channel: email}", "values: {channel: email, subject: Hi}")
+    assert findings_of(pack) == [
+        "pack.yaml:11:72: error: Ticket has no field 'requester'",
+        "pack.yaml:12:28: error: field 'subject' is set twice (in fields and in values)",
+    ]
+    edit(pack / "pack.yaml", "create: ticket", "create: tiket")
+    assert findings_of(pack) == ["pack.yaml:10:11: error: unknown entity 'tiket' in inbound_email"]
+
+
 def test_unmatched_mail_is_stored_without_a_record_and_listed_in_the_console(app, crm, client, monkeypatch):
+    # An out-of-office from a stranger: matches nothing and, being automatic, makes no ticket.
     stranger = {
         "from": "stranger@example.net",
         "subject": "Who are you?",
         "html": "<script>alert('html')</script>",
         "message_id": "<s@x.net>",
+        "headers": {"Auto-Submitted": "auto-replied"},
     }
     response = client.post(URL, headers=AUTH, json=stranger)
     assert response.status_code == 200

@@ -36,6 +36,7 @@ def analyze(pack: Pack, diag: Diagnostics) -> None:
     _check_rules(pack, diag)
     check_segments(pack, diag)
     check_policies(pack, diag)
+    _check_inbound_email(pack, diag)
     check_cycles(pack, diag)
 
 
@@ -47,6 +48,22 @@ def find_entity(pack: Pack, name: str, loc: Location, diag: Diagnostics, context
         hint = did_you_mean(name, pack.entities) or f"entities: {', '.join(sorted(pack.entities))}"
         diag.fail(f"unknown entity {name!r}{context}", loc, hint)
     return entity
+
+
+def _check_inbound_email(pack: Pack, diag: Diagnostics) -> None:
+    """``inbound_email:`` names an entity and fields of it, each set at most once."""
+    spec = pack.settings.inbound_email
+    if spec is None:
+        return
+    entity = find_entity(pack, spec.entity.name, spec.entity.loc, diag, " in inbound_email")
+    if entity is None:
+        return
+    for name in [*spec.fields, *spec.values]:
+        if name not in entity.fields:
+            hint = did_you_mean(name, entity.fields) or f"fields: {', '.join(entity.fields)}"
+            diag.fail(f"{entity.label} has no field {name!r}", spec.locs[name], hint)
+    for name in sorted(set(spec.fields) & set(spec.values)):
+        diag.fail(f"field {name!r} is set twice (in fields and in values)", spec.locs[name], "keep one of them")
 
 
 def attach_workflows(pack: Pack, diag: Diagnostics) -> None:

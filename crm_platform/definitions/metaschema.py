@@ -181,6 +181,20 @@ PACK_FILE = {
             },
         },
         "roles": {"type": "object", "propertyNames": TEAM_NAME, "additionalProperties": ROLE},
+        "inbound_email": {
+            "type": "object",
+            "required": ["create"],
+            "additionalProperties": False,
+            "properties": {
+                "create": NAME,
+                "fields": {
+                    "type": "object",
+                    "propertyNames": NAME,
+                    "additionalProperties": {"enum": ["from", "from_name", "subject", "text"]},
+                },
+                "values": {"type": "object", "propertyNames": NAME},
+            },
+        },
     },
 }
 

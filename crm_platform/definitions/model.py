@@ -170,12 +170,23 @@ class RoleDef:
     read_only_fields: dict[str, list[Ref]] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class InboundEmailDef:
+    """``pack.yaml``'s ``inbound_email:``: the record made from an email that matches none."""
+
+    entity: Ref
+    fields: dict[str, str]  # field -> part of the email: from, from_name, subject, text
+    values: dict[str, object]  # field -> fixed value
+    locs: dict[str, Location]  # field -> where it is named
+
+
 @dataclass
 class Settings:
     name: str = "Company"
     currency: str = "EUR"
     locale: str = "en_US"
     timezone: str = "UTC"
+    inbound_email: InboundEmailDef | None = None
 
 
 @dataclass

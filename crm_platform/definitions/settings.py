@@ -6,7 +6,7 @@ import zoneinfo
 
 from .diagnostics import Diagnostics
 from .entities import humanize
-from .model import Ref, RoleDef, Settings, TeamDef
+from .model import InboundEmailDef, Ref, RoleDef, Settings, TeamDef
 from .source import PosMap
 
 
@@ -17,6 +17,7 @@ def build_settings(data: PosMap, diag: Diagnostics) -> Settings:
         currency=data.get("currency", Settings.currency),
         locale=data.get("locale", Settings.locale),
         timezone=data.get("timezone", Settings.timezone),
+        inbound_email=build_inbound_email(data.get("inbound_email")),
     )
     try:
         zoneinfo.ZoneInfo(settings.timezone)
@@ -27,6 +28,15 @@ def build_settings(data: PosMap, diag: Diagnostics) -> Settings:
             "use an IANA name such as Europe/Berlin or America/New_York",
         )
     return settings
+
+
+def build_inbound_email(data: PosMap | None) -> InboundEmailDef | None:
+    """What to create from an email no record matches (checked against the entity by ``check_inbound_email``)."""
+    if not isinstance(data, PosMap):
+        return None
+    fields, values = data.get("fields") or PosMap(), data.get("values") or PosMap()
+    locs = {name: fields.key_loc(name) for name in fields} | {name: values.key_loc(name) for name in values}
+    return InboundEmailDef(Ref(data["create"], data.value_loc("create")), dict(fields), dict(values), locs)
 
 
 def build_teams(data: PosMap) -> dict[str, TeamDef]:

@@ -22,14 +22,19 @@ again (providers redeliver when they miss an answer).
 from __future__ import annotations
 
 import html
+import logging
 import re
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 
 import peewee as pw
 
+from ..errors import PermissionDenied, ValidationError
 from . import values as v
 from .events import Change, matching_rules, plan
+from .users import Actor
+
+log = logging.getLogger("crm.inbound")
 
 EXCERPT_LENGTH = 280
 # The line a mail program puts above the quoted message: "On Mon, 23 Nov 2026, Anna wrote:".
@@ -64,7 +69,7 @@ class Match:
 
     entity: str
     record_id: int
-    how: str  # thread, tag, address
+    how: str  # thread, tag, address, or created (from pack.yaml's inbound_email:)
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,7 @@ class Received:
     match: Match | None
     duplicate: bool = False
     automatic: bool = False  # an auto-reply: kept and shown, fires nothing
+    refused: str | None = None  # why the record ``inbound_email:`` asks for could not be created
 
 
 # RFC 3834 and what common mail systems send instead of it (Exchange, Gmail's vacation
@@ -120,6 +126,9 @@ def receive(engine, mail: InboundEmail) -> Received:
             found = find_record(engine, mail)
             machine = automatic(mail)
             now = engine.clock.utcnow()
+            refused = None
+            if found is None and machine is None:
+                found, refused = create_record(engine, mail)
             row_id = Inbound.insert(
                 message_id=mail.message_id,
                 in_reply_to=mail.in_reply_to,
@@ -136,15 +145,61 @@ def receive(engine, mail: InboundEmail) -> Received:
                 automatic=machine is not None,
                 received_at=now,
             ).execute()
-            if found is not None:
+            if found is not None and found.how == "created":
+                _note_created(engine, found, mail, row_id, now)
+            elif found is not None:
                 _on_record(engine, found, mail, row_id, now, machine)
-            return Received(row_id, found, automatic=machine is not None)
+            return Received(row_id, found, automatic=machine is not None, refused=refused)
     except pw.IntegrityError:
         # Two deliveries of one message at the same moment: the other one stored it.
         existing = Inbound.get_or_none(Inbound.message_id == mail.message_id)
         if existing is None:
             raise
         return Received(existing.id, _stored_match(existing), duplicate=True, automatic=existing.automatic)
+
+
+def create_record(engine, mail: InboundEmail) -> tuple[Match | None, str | None]:
+    """The record ``pack.yaml``'s ``inbound_email:`` makes from an email that matched none (a
+    ticket, for a helpdesk), through the write path with its rules; (match, None), or (None, why
+    not) when the write path refused it; (None, None) when the pack asks for none.
+
+    Automatic replies never get here: a new record per out-of-office would answer itself.
+    """
+    spec = engine.compiled.pack.settings.inbound_email
+    if spec is None:
+        return None, None
+    ce = engine.compiled.entities[spec.entity.name]
+    parts = {
+        "from": mail.sender,
+        "from_name": mail.sender_name or None,
+        "subject": mail.subject or "(no subject)",
+        "text": mail.text if mail.text is not None else (html_to_text(mail.html) if mail.html else None),
+    }
+    data = dict(spec.values)
+    for name, part in spec.fields.items():
+        value = parts[part]
+        limit = ce.definition.fields[name].max_length
+        data[name] = value[:limit] if isinstance(value, str) and limit else value
+    who = Actor(user_id=None, superuser=True, name="inbound email")
+    try:
+        record = engine.records.create(ce.name, data, who, "api")
+    except (ValidationError, PermissionDenied) as error:
+        log.warning("inbound email %s created no %s: %s", mail.message_id, ce.name, error)
+        return None, str(error)
+    return Match(ce.name, record.id, "created"), None
+
+
+def _note_created(engine, found: Match, mail: InboundEmail, row_id: int, now) -> None:
+    """The new record's timeline says which email it came from (the create event fired its rules)."""
+    engine.history.note(
+        found.entity,
+        found.record_id,
+        now,
+        "email_received",
+        f"Created from an email from {mail.from_line}: {mail.subject}",
+        detail={"inbound_mail_id": row_id, "from": mail.from_line, "subject": mail.subject,
+                "excerpt": excerpt(mail), "matched_by": "created"},
+    )  # fmt: skip
 
 
 def find_record(engine, mail: InboundEmail) -> Match | None:

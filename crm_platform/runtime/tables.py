@@ -441,7 +441,7 @@ def system_tables(database: pw.Database) -> SystemTables:
         headers = JSONField(null=True)
         entity = pw.CharField(max_length=64, null=True)  # null: matched to no record
         record_id = pw.IntegerField(null=True)
-        matched_by = pw.CharField(max_length=16, null=True)  # thread, tag or address (runtime/inbound.py)
+        matched_by = pw.CharField(max_length=16, null=True)  # thread, tag, address or created (runtime/inbound.py)
         automatic = pw.BooleanField(default=False)  # an auto-reply (out of office): fires nothing, stops nothing
         received_at = pw.DateTimeField()
 

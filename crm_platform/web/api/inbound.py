@@ -54,6 +54,7 @@ def receive():
             "matched": {"entity": match.entity, "id": match.record_id, "by": match.how} if match else None,
             "duplicate": received.duplicate,
             "automatic": received.automatic,
+            **({"not_created": received.refused} if received.refused else {}),
         }
     )
 

@@ -505,6 +505,15 @@ def test_a_body_that_is_not_json_nor_a_form_is_refused(crm, client):
     assert stored(crm) == []
 
 
+def test_other_methods_are_told_to_post_not_asked_for_an_api_token(crm, client):
+    for method in ("get", "put", "delete"):
+        response = getattr(client, method)(URL)
+        assert response.status_code == 405, method
+        assert response.headers["Allow"] == "POST"
+        assert response.get_json() == {"error": "POST the email here; this address takes nothing else"}
+    assert stored(crm) == []
+
+
 def test_the_webhook_needs_no_sign_in_nor_csrf_token_and_is_rate_limited(tmp_path, clock):
     app = build_app(tmp_path, clock, INBOUND_EMAIL_SECRET=SECRET, INBOUND_EMAIL_RATE_LIMIT="2 per minute")
     assert app.config["WTF_CSRF_ENABLED"] is not False

@@ -33,6 +33,14 @@ class InboundError(Exception):
         self.status, self.message = status, message
 
 
+@bp.route("/inbound-email", methods=["GET", "PUT", "PATCH", "DELETE"])
+def other_method():
+    """Only POST is taken; without this the path would fall to ``/api/<entity>`` and ask for a token."""
+    response = error_response(405, "POST the email here; this address takes nothing else")
+    response.headers["Allow"] = "POST"
+    return response
+
+
 @bp.post("/inbound-email")
 def receive():
     """Store the email, match it to a record and fire "email received" (200 also for a redelivery)."""

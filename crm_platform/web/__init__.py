@@ -29,7 +29,15 @@ from .extensions import csrf, init_limits, login_manager
 from .formats import register_filters
 
 # Endpoints anyone may open; every other page needs a signed-in user.
-PUBLIC_ENDPOINTS = {"static", "auth.login", "home.health", "ical.feed", "inbound.receive", "inbound.other_method", "unsubscribe.confirm"}
+PUBLIC_ENDPOINTS = {
+    "static",
+    "auth.login",
+    "home.health",
+    "ical.feed",
+    "inbound.receive",
+    "inbound.other_method",
+    "unsubscribe.confirm",
+}
 
 
 def init_web(app: Flask) -> None:

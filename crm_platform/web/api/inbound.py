@@ -21,6 +21,7 @@ from ...errors import ValidationError
 from ...runtime import inbound
 from ..state import crm
 from . import inbound_payloads as payloads
+from .resources import error_response as api_error_response
 
 bp = Blueprint("inbound", __name__, url_prefix="/api")
 
@@ -91,11 +92,8 @@ def secrets_sent() -> list[str]:
 
 
 def error_response(status: int, message: str, **extra):
-    response = jsonify({"error": message, **extra})
-    response.status_code = status
-    if status == 401:
-        response.headers["WWW-Authenticate"] = 'Basic realm="inbound-email"'
-    return response
+    """The API's JSON error; a 401 asks for the shared secret (basic auth's password, as Postmark sends it)."""
+    return api_error_response(status, message, challenge='Basic realm="inbound-email"', **extra)
 
 
 @bp.errorhandler(InboundError)

@@ -68,11 +68,12 @@ def actor() -> Actor:
 # --- errors ---------------------------------------------------------------------------
 
 
-def error_response(status: int, message: str, **extra):
+def error_response(status: int, message: str, *, challenge: str = 'Bearer realm="api"', **extra):
+    """The API's JSON error: ``{"error": message, ...extra}``; a 401 names how to authenticate."""
     response = jsonify({"error": message, **extra})
     response.status_code = status
     if status == 401:
-        response.headers["WWW-Authenticate"] = 'Bearer realm="api"'
+        response.headers["WWW-Authenticate"] = challenge
     return response
 
 

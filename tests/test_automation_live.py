@@ -166,7 +166,9 @@ def test_every_email_arrives_exactly_once_when_the_worker_is_killed_mid_run(live
     (pack / "rules" / "welcome.rules").write_text(
         'rule "Welcome every lead"\n  on lead created\n  then\n    send_email "welcome" to lead.email\n'
     )
-    crm, start_worker = live(pack, ACTION_LEASE_SECONDS=2)
+    # A task the killed worker had taken from the queue but not yet claimed leaves its row
+    # "queued": the sweep queues it again after OUTBOX_REQUEUE_SECONDS (10 minutes by default).
+    crm, start_worker = live(pack, ACTION_LEASE_SECONDS=2, OUTBOX_REQUEUE_SECONDS=2)
     total = 1000
     for index in range(total):
         crm.records.create(

@@ -112,27 +112,24 @@ def load_pack(root: str | Path) -> Pack:
         except SyntaxProblem as problem:
             diag.fail(problem.message, problem.loc, problem.hint)
 
-    segments = {}
-    for path in _files(root / "segments", YAML_SUFFIXES):
-        data, _ = yaml_file(path, metaschema.SEGMENT_FILE, "segments")
-        if data is not None:
-            segment = build_segment(data, path.relative_to(root).as_posix(), diag)
-            if segment.name in segments:
-                first = segments[segment.name].loc
-                diag.fail(f"segment {segment.name!r} is defined twice", segment.loc, f"it is also defined in {first}")
+    def named_files(folder: str, schema: dict, docs: str, build, what: str) -> dict:
+        """One definition per YAML file of ``folder``, by name; a name defined twice is an error."""
+        found = {}
+        for path in _files(root / folder, YAML_SUFFIXES):
+            data, _ = yaml_file(path, schema, docs)
+            if data is None:
                 continue
-            segments[segment.name] = segment
+            item = build(data, path.relative_to(root).as_posix(), diag)
+            if item.name in found:
+                diag.fail(
+                    f"{what} {item.name!r} is defined twice", item.loc, f"it is also defined in {found[item.name].loc}"
+                )
+                continue
+            found[item.name] = item
+        return found
 
-    sla_policies = {}
-    for path in _files(root / "sla", YAML_SUFFIXES):
-        data, _ = yaml_file(path, metaschema.SLA_FILE, "sla-policies")
-        if data is not None:
-            policy = build_policy(data, path.relative_to(root).as_posix(), diag)
-            if policy.name in sla_policies:
-                first = sla_policies[policy.name]
-                diag.fail(f"SLA policy {policy.name!r} is defined twice", policy.loc, f"also in {first.loc}")
-                continue
-            sla_policies[policy.name] = policy
+    segments = named_files("segments", metaschema.SEGMENT_FILE, "segments", build_segment, "segment")
+    sla_policies = named_files("sla", metaschema.SLA_FILE, "sla-policies", build_policy, "SLA policy")
 
     templates = {}
     for path in _files(root / "templates" / "email", (".txt",)):

@@ -70,6 +70,22 @@ def smtp():
 
 
 @pytest.fixture
+def receiver():
+    """Starts webhook receivers on loopback: ``receiver(answers, delay)`` (see ``live.WebhookReceiver``)."""
+    from .live import WebhookReceiver
+
+    servers = []
+
+    def start(answers=(), delay: float = 0.0) -> WebhookReceiver:
+        servers.append(WebhookReceiver(answers, delay).start())
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
 def clock():
     """A clock fixed at Monday 2026-11-23 10:00 UTC."""
     return FixedClock(dt.datetime(2026, 11, 23, 10, 0))

@@ -9,6 +9,8 @@ what the worker sends.
 from __future__ import annotations
 
 import email
+import http.server
+import json
 import os
 import signal
 import socket
@@ -162,3 +164,49 @@ def worker_env(config: dict[str, str]) -> dict[str, str]:
     """``config`` as the worker process reads it from its environment."""
     unprefixed = ("DATABASE_URL", "QUEUE_URL", "SMTP_URL", "SECRET_KEY")
     return {(k if k in unprefixed else f"CRM_{k}"): v for k, v in config.items()}
+
+
+class WebhookReceiver(http.server.ThreadingHTTPServer):
+    """An HTTP server on loopback that answers each POST with the next of ``answers`` (then 200),
+    after ``delay`` seconds, keeping what it got and when: (headers lower-cased, body, monotonic time)."""
+
+    def __init__(self, answers=(), delay: float = 0.0):
+        self.answers = list(answers)
+        self.delay = delay
+        self.got: list[tuple[dict, bytes, float]] = []
+        super().__init__(("127.0.0.1", free_port()), _WebhookHandler)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/hooks/crm"
+
+    @property
+    def deliveries(self) -> list[tuple[dict, bytes]]:
+        return [(headers, body) for headers, body, _ in self.got]
+
+    def bodies(self) -> list[dict]:
+        return [json.loads(body) for _, body, _ in self.got]
+
+    def start(self) -> WebhookReceiver:
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+class _WebhookHandler(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):  # noqa: N802 - http.server's hook name
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.server.got.append(({k.lower(): v for k, v in self.headers.items()}, body, time.monotonic()))
+        time.sleep(self.server.delay)
+        status = self.server.answers.pop(0) if self.server.answers else 200
+        answer = f"answer {status}".encode()
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, *args):
+        pass

@@ -38,55 +38,6 @@ SECRET = "a-shared-secret-of-the-receiver"
 ALL_EVENTS = ["created", "updated", "stage_changed", "deleted"]
 
 
-class Receiver(http.server.ThreadingHTTPServer):
-    """Answers each POST with the next of ``answers`` (then 200), keeping what it got and when."""
-
-    def __init__(self, answers: list[int], delay: float = 0.0):
-        self.answers = list(answers)
-        self.delay = delay
-        self.got: list[tuple[dict, bytes, float]] = []
-        super().__init__(("127.0.0.1", free_port()), _Handler)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/hooks/crm"
-
-    def bodies(self) -> list[dict]:
-        return [json.loads(body) for _, body, _ in self.got]
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    def do_POST(self):  # noqa: N802 - http.server's hook name
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        self.server.got.append(({k.lower(): v for k, v in self.headers.items()}, body, time.monotonic()))
-        time.sleep(self.server.delay)
-        status = self.server.answers.pop(0) if self.server.answers else 200
-        answer = f"answer {status}".encode()
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(answer)))
-        self.end_headers()
-        self.wfile.write(answer)
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def receiver():
-    servers = []
-
-    def start(answers=(), delay: float = 0.0) -> Receiver:
-        server = Receiver(list(answers), delay)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.shutdown()
-        server.server_close()
-
-
 def signed_correctly(secret: str, headers: dict, body: bytes) -> bool:
     """What a receiver does: HMAC-SHA256 of "<timestamp>.<body>" with the shared secret."""
     message = headers["x-crm-timestamp"].encode() + b"." + body

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import http.server
 import json
 import shutil
-import threading
 
 import pytest
 
@@ -17,50 +15,9 @@ from crm_platform.application import create_app
 from crm_platform.runtime.users import Actor
 
 from .conftest import GOOD
-from .live import Worker, free_port, live_config, wait_for, worker_env
+from .live import Worker, live_config, wait_for, worker_env
 
 SECRET = "hook-secret"
-
-
-class Receiver(http.server.ThreadingHTTPServer):
-    """Answers each POST with the next status of ``answers`` (then 200), keeping what it got."""
-
-    def __init__(self, answers: list[int]):
-        self.answers = list(answers)
-        self.deliveries: list[tuple[dict, bytes]] = []
-        super().__init__(("127.0.0.1", free_port()), _Handler)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/hook"
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    def do_POST(self):  # noqa: N802 - http.server's hook name
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        self.server.deliveries.append(({k.lower(): v for k, v in self.headers.items()}, body))
-        status = self.server.answers.pop(0) if self.server.answers else 200
-        self.send_response(status)
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def receiver():
-    servers = []
-
-    def start(answers):
-        server = Receiver(answers)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture
